@@ -1,0 +1,98 @@
+//! The first start of an empty database: an administrator and a `default` tenant it owns.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::auth::{password, secret};
+use crate::config::Config;
+
+/// Arbitrary constant: serialises bootstrap across API replicas sharing one database.
+const BOOTSTRAP_LOCK: i64 = 0x7065_7472_656c_0001;
+
+#[derive(Debug, Clone)]
+pub struct FirstAdmin {
+    pub username: String,
+    /// Where the generated password was written; `None` when it came from the configuration.
+    pub password_file: Option<PathBuf>,
+}
+
+pub async fn ensure_first_admin(db: &PgPool, config: &Config) -> Result<Option<FirstAdmin>, String> {
+    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(BOOTSTRAP_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let any_user: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    if any_user {
+        return Ok(None);
+    }
+    let (password, password_file) = match &config.admin_password {
+        Some(p) => (p.expose().to_string(), None),
+        None => {
+            let generated = secret::random_secret()[..24].to_string();
+            let path = config.data_dir.join("initial-admin-password");
+            write_private(&path, &generated).map_err(|e| format!("{}: {e}", path.display()))?;
+            (generated, Some(path))
+        }
+    };
+    let hash = password::hash(password).await?;
+    let user_id = Uuid::new_v4();
+    let tenant_id = Uuid::new_v4();
+    sqlx::query("INSERT INTO users (id, username, password_hash, is_admin) VALUES ($1, $2, $3, true)")
+        .bind(user_id)
+        .bind(&config.admin_username)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, 'default')")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')")
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let system = Actor { user_id: None, username: Some("petrel".into()), token_id: None, ip: None };
+    audit::record(
+        &mut *tx,
+        None,
+        &system,
+        "user.create",
+        Some(user_id.to_string()),
+        serde_json::json!({"username": config.admin_username, "is_admin": true, "bootstrap": true}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    audit::record(
+        &mut *tx,
+        Some(tenant_id),
+        &system,
+        "tenant.create",
+        Some(tenant_id.to_string()),
+        serde_json::json!({"name": "default", "owner": config.admin_username}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(Some(FirstAdmin { username: config.admin_username.clone(), password_file }))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    writeln!(f, "{contents}")?;
+    f.sync_all()
+}

@@ -1,0 +1,172 @@
+//! Request extractors whose failures are problem+json answers naming the offending field.
+//!
+//! actix' own `web::Json` and `web::Query` answer with plain-text errors that do not say which
+//! field is wrong; these read the same input through `serde_path_to_error` instead.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use petrel_wire::FieldError;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// A JSON body of type `T`: `Content-Type: application/json`, at most `max_json_bytes`, unknown
+/// fields refused (by the types' `deny_unknown_fields`).
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit =
+            req.app_data::<web::Data<AppState>>().map(|s| s.config.max_json_bytes).unwrap_or(64 * 1024);
+        let content_type_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                essence == "application/json" || essence.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be JSON, sent with `Content-Type: application/json`".into(),
+                ));
+            }
+            if declared_length.is_some_and(|n| n > limit) {
+                return Err(too_large(limit));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| ApiError::BadRequest {
+                    code: "body-unreadable",
+                    detail: "the request body could not be read".into(),
+                    errors: vec![],
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("the JSON body is larger than {limit} bytes"))
+}
+
+/// Deserialises JSON, turning serde's error into a field-level problem.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(v) => {
+            de.end().map_err(|e| ApiError::BadRequest {
+                code: "malformed-json",
+                detail: format!("the body is not valid JSON: {e}"),
+                errors: vec![],
+            })?;
+            Ok(v)
+        }
+        Err(err) => {
+            let inner = err.inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::BadRequest {
+                    code: "malformed-json",
+                    detail: format!("the body is not valid JSON: {inner}"),
+                    errors: vec![],
+                });
+            }
+            let message = inner.to_string();
+            let field = field_of(&err.path().to_string(), &message);
+            Err(ApiError::Validation {
+                detail: format!("invalid field `{field}`: {}", strip_position(&message)),
+                errors: vec![FieldError::new(field, strip_position(&message))],
+            })
+        }
+    }
+}
+
+/// The field a serde error is about: its path, or for unknown/missing fields the name serde
+/// quotes in its message (appended to the path of the containing object).
+fn field_of(path: &str, message: &str) -> String {
+    let quoted = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (path, quoted) {
+        // For unknown fields the path already ends at the offending key.
+        (p, Some(name)) if p == name || p.ends_with(&format!(".{name}")) => p.to_string(),
+        (".", Some(name)) | ("", Some(name)) => name.to_string(),
+        (p, Some(name)) => format!("{p}.{name}"),
+        (".", None) | ("", None) => "body".to_string(),
+        (p, None) => p.to_string(),
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Query parameters of type `T`, unknown parameters refused.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(Query))
+    }
+}
+
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+        let message = err.inner().to_string();
+        let path = err.path().to_string();
+        let field = field_of(&path, &message);
+        let field = if field == "body" { "query".to_string() } else { field };
+        ApiError::Validation {
+            detail: format!("invalid query parameter `{field}`: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        }
+    })
+}
+
+/// `web::Path` failures: find the path segment that does not parse and name it.
+pub fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    let bad = req
+        .match_info()
+        .iter()
+        .find(|(name, value)| name.ends_with("_id") && uuid::Uuid::parse_str(value).is_err())
+        .map(|(name, _)| name.to_string());
+    let api_error = match bad {
+        Some(name) => ApiError::field(name, "must be a UUID"),
+        None => ApiError::BadRequest {
+            code: "bad-path",
+            detail: format!("the URL path is invalid: {err}"),
+            errors: vec![],
+        },
+    };
+    api_error.into()
+}

@@ -1,0 +1,18 @@
+//! Request handlers, one module per resource. Each handler carries its `utoipa::path`.
+
+pub mod audit;
+pub mod auth;
+pub mod health;
+pub mod members;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
+
+use petrel_wire::identity::Role;
+
+use crate::error::ApiError;
+
+/// A role as the database spells it (`member_role::text`).
+pub(crate) fn db_role(s: &str) -> Result<Role, ApiError> {
+    Role::parse(s).ok_or_else(|| ApiError::internal(format!("unknown role {s:?} in the database")))
+}

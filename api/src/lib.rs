@@ -1,0 +1,20 @@
+//! Petrel's API service: a multi-tenant HTTPS/OpenAPI server over PostgreSQL.
+//!
+//! Where things are: `routes` declares every route; `handlers/` holds one module per resource;
+//! `auth` decides who the caller is and what they may touch; `db` connects, migrates, and runs
+//! the embedded PostgreSQL; `server` binds and starts everything.
+
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod pagination;
+pub mod routes;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod validate;

@@ -1,0 +1,155 @@
+//! Building and starting the HTTP(S) server.
+//!
+//! [`start`] binds, spawns the server and returns its handle and bound address, so tests start
+//! it on port 0. [`run`] is the whole process: embedded database, migrations, the first
+//! administrator, TLS, then [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{ServerHandle, Service};
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use sqlx::PgPool;
+
+use crate::config::{Config, Database, Tls};
+use crate::db::embedded::{Durability, EmbeddedError, EmbeddedPostgres};
+use crate::db::{self, DbError};
+use crate::tls::{self, LocalCa, TlsError};
+use crate::{bootstrap, routes};
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<Config>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot create the first administrator: {0}")]
+    Bootstrap(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// A started server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub handle: ServerHandle,
+    pub local_ca: Option<LocalCa>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Stops accepting, finishes in-flight requests, and waits for the server to end.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server ends (after a signal or `stop`).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Binds and starts the server on an already migrated database.
+pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
+    let identity = match &config.tls {
+        Tls::PlainHttp => None,
+        Tls::Files { cert, key } => Some(tls::from_files(cert, key)?),
+        Tls::Generated { extra_names } => Some(tls::generated(&config.data_dir.join("tls"), extra_names)?),
+    };
+    let local_ca = identity.as_ref().and_then(|i| i.local_ca.clone());
+    let https = identity.is_some();
+    let config = Arc::new(config);
+    let state = web::Data::new(AppState { db, config: config.clone() });
+    let openapi_doc = web::Data::new(routes::openapi());
+
+    let factory = move || {
+        let mut security = DefaultHeaders::new()
+            .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .add((header::REFERRER_POLICY, "no-referrer"))
+            .add((header::X_FRAME_OPTIONS, "DENY"));
+        if https {
+            security = security.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
+        }
+        routes::app(App::new(), state.clone(), openapi_doc.clone()).wrap(security).wrap_fn(|req, srv| {
+            let started = Instant::now();
+            let method = req.method().clone();
+            let path = req.path().to_string();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                tracing::info!(
+                    %method,
+                    path,
+                    status = res.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok(res)
+            }
+        })
+    };
+    let addr = config.listen;
+    let server = HttpServer::new(factory).shutdown_timeout(10).disable_signals();
+    let server = match identity {
+        Some(identity) => server.bind_rustls_0_23(addr, identity.config),
+        None => server.bind(addr),
+    }
+    .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = server.addrs().first().copied().unwrap_or(addr);
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task })
+}
+
+/// A running Petrel: the server and, without `DATABASE_URL`, its own PostgreSQL.
+pub struct Running {
+    pub server: Server,
+    pub embedded: Option<EmbeddedPostgres>,
+    pub first_admin: Option<bootstrap::FirstAdmin>,
+}
+
+impl Running {
+    /// Stops the server, then the embedded cluster.
+    pub async fn shutdown(self) {
+        self.server.stop().await;
+        if let Some(pg) = self.embedded
+            && let Err(e) = tokio::task::spawn_blocking(move || pg.stop()).await.unwrap_or(Ok(()))
+        {
+            tracing::warn!("stopping the embedded PostgreSQL: {e}");
+        }
+    }
+}
+
+/// Everything `petrel-api` does before serving.
+pub async fn run(config: Config) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let (options, embedded) = match &config.database {
+        Database::External(url) => (db::parse_url(url.expose())?, None),
+        Database::Embedded => {
+            let pg = EmbeddedPostgres::start(&config.data_dir.join("postgres"), Durability::Durable).await?;
+            (pg.connect_options(crate::db::embedded::DATABASE), Some(pg))
+        }
+    };
+    let pool = db::connect(options, config.db_max_connections).await?;
+    db::migrate(&pool).await?;
+    let first_admin = bootstrap::ensure_first_admin(&pool, &config).await.map_err(StartError::Bootstrap)?;
+    let server = start(config, pool).await?;
+    Ok(Running { server, embedded, first_admin })
+}

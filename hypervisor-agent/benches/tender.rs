@@ -1,0 +1,203 @@
+//! petrel-hvt start-up, hypercall and memory benchmark.
+//!
+//!     cargo bench -p petrel-hypervisor --bench tender
+//!
+//! Runs Petrel's own test guests (guests/, built with make) and prints a small
+//! table. On this machine KVM is the software PVM (every guest instruction is
+//! emulated), so absolute numbers are dominated by emulation; compare runs on
+//! the same machine only.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const TENDER: &str = env!("CARGO_BIN_EXE_petrel-hvt");
+const RUNS: usize = 20;
+
+fn build_guests() -> PathBuf {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests-bench");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests");
+    let o = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(&src)
+        .arg(format!("OUT={}", out.display()))
+        .output()
+        .expect("run make");
+    assert!(o.status.success(), "guest build failed: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+struct Stats {
+    median: f64,
+    p90: f64,
+    min: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Stats { median: percentile(&v, 0.5), p90: percentile(&v, 0.9), min: v[0] }
+}
+
+fn row(what: &str, s: &Stats, unit: &str) {
+    println!("| {what:<46} | {:>10.1} | {:>10.1} | {:>10.1} | {unit:<4} |", s.median, s.p90, s.min);
+}
+
+/// Runs the tender to completion, returns (wall time, stdout).
+fn run(args: &[&str]) -> (Duration, String) {
+    let start = Instant::now();
+    let o = Command::new(TENDER).args(args).stdin(Stdio::null()).output().unwrap();
+    let d = start.elapsed();
+    assert!(
+        o.status.success(),
+        "{args:?}: {:?}\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (d, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn field(out: &str, key: &str) -> u64 {
+    let i = out.find(key).unwrap_or_else(|| panic!("no {key} in {out:?}")) + key.len();
+    out[i..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// kB values of VmRSS/RssAnon/RssFile/RssShmem, and the Rss summed over the
+/// guest memory VMAs (shared /dev/zero mappings; mprotect splits the one
+/// guest mapping into several VMAs, one per protection).
+fn memory_kb(pid: u32) -> ([u64; 4], u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+            .unwrap_or(0)
+    };
+    let v = [get("VmRSS:"), get("RssAnon:"), get("RssFile:"), get("RssShmem:")];
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut guest = 0;
+    let mut in_guest = false;
+    for l in smaps.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.first().is_some_and(|r| r.contains('-') && !r.ends_with(':')) {
+            in_guest = f.get(1).is_some_and(|p| p.ends_with('s')) && l.contains(" /dev/zero");
+        } else if in_guest && f.first() == Some(&"Rss:") {
+            guest += f[1].parse::<u64>().unwrap();
+        }
+    }
+    (v, guest)
+}
+
+fn main() {
+    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        panic!("/dev/kvm cannot be opened ({e}); this benchmark needs KVM");
+    }
+    let dir = build_guests();
+    let g = |n: &str| dir.join(format!("{n}.hvt")).to_str().unwrap().to_string();
+    let (quiet, bench) = (g("quiet"), g("bench"));
+
+    // Warm caches (binary, page cache, KVM module state).
+    for _ in 0..3 {
+        run(&["--mem=4", &quiet]);
+    }
+
+    let mut spawn_true = Vec::new();
+    for _ in 0..RUNS {
+        let s = Instant::now();
+        Command::new("true").status().unwrap();
+        spawn_true.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+
+    let mut first = Vec::new();
+    for _ in 0..RUNS {
+        // The guest's first instruction block is a WALLTIME hypercall
+        // (guests/start.S); compare with the host clock taken before spawn.
+        let t0 = now_ns();
+        let (_, out) = run(&["--mem=4", &bench, "--solo5:quiet", "first"]);
+        let t1 = field(&out, "first_walltime_ns=");
+        first.push((t1.saturating_sub(t0)) as f64 / 1e6);
+    }
+
+    let mut quiet_4 = Vec::new();
+    let mut quiet_512 = Vec::new();
+    for _ in 0..RUNS {
+        quiet_4.push(run(&["--mem=4", &quiet]).0.as_secs_f64() * 1e3);
+        quiet_512.push(run(&[&quiet]).0.as_secs_f64() * 1e3);
+    }
+
+    const CALLS: u64 = 2000;
+    let mut wall_tsc = Vec::new();
+    let mut poll_tsc = Vec::new();
+    let mut wall_per_call = Vec::new();
+    for _ in 0..5 {
+        let (base, _) = run(&["--mem=4", &bench, "--solo5:quiet"]);
+        let (d, out) = run(&["--mem=4", &bench, "--solo5:quiet", &format!("calls={CALLS}"), "poll0=500"]);
+        let w = &out[out.find("walltime calls").unwrap()..];
+        let p = &out[out.find("poll0 calls").unwrap()..];
+        wall_tsc.push(field(w, "ns_per_call=") as f64 / 1e3);
+        poll_tsc.push(field(p, "ns_per_call=") as f64 / 1e3);
+        // Host-side cross-check: extra wall time of the run with the loop,
+        // versus one without, per WALLTIME call (includes the POLL(0) loop,
+        // subtracted using its own TSC total).
+        let extra = d.as_secs_f64() * 1e9 - base.as_secs_f64() * 1e9 - field(p, "total_ns=") as f64;
+        wall_per_call.push(extra.max(0.0) / CALLS as f64 / 1e3);
+    }
+
+    println!();
+    println!("petrel-hvt benchmark ({RUNS} runs each unless noted; times in the unit column)");
+    println!("| {:<46} | {:>10} | {:>10} | {:>10} | {:<4} |", "measurement", "median", "p90", "min", "unit");
+    println!("|{:-<48}|{:-<12}|{:-<12}|{:-<12}|{:-<6}|", "", "", "", "", "");
+    row("spawn+wait of /bin/true (reference)", &stats(spawn_true), "ms");
+    row("spawn -> first guest instruction (--mem=4)", &stats(first), "ms");
+    row("quiet guest, start -> exit (--mem=4)", &stats(quiet_4), "ms");
+    row("quiet guest, start -> exit (--mem=512)", &stats(quiet_512), "ms");
+    row("WALLTIME hypercall, guest TSC (5 x 2000)", &stats(wall_tsc), "us");
+    row("POLL(0) hypercall, guest TSC (5 x 500)", &stats(poll_tsc), "us");
+    row("WALLTIME hypercall, host wall time (5 x 2000)", &stats(wall_per_call), "us");
+
+    println!();
+    println!("memory while a guest idles in POLL (kB):");
+    println!("| --mem | VmRSS | RssAnon | RssFile | RssShmem | guest memory Rss | RSS beyond guest pages |");
+    println!("|------:|------:|--------:|--------:|---------:|-----------------:|-----------------------:|");
+    for mem in [4u64, 512] {
+        let mut child = Command::new(TENDER)
+            .args([&format!("--mem={mem}"), &bench, "--solo5:quiet", "idle"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut buf = [0u8; 64];
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !String::from_utf8_lossy(&seen).contains("IDLE") {
+            assert!(Instant::now() < deadline, "guest never reported IDLE");
+            let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+            assert!(n > 0, "tender exited before IDLE");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (v, guest) = memory_kb(child.id());
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        let beyond = v[0].saturating_sub(guest);
+        println!(
+            "| {mem:>5} | {:>5} | {:>7} | {:>7} | {:>8} | {guest:>16} | {beyond:>22} |",
+            v[0], v[1], v[2], v[3]
+        );
+    }
+}

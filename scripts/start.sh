@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Starts the whole of Petrel on this machine: the API with the SPA over HTTPS, on its own
+# PostgreSQL cluster in ./.petrel (or on $DATABASE_URL). Installs what is missing first.
+# Extra arguments go to petrel-api (see `scripts/start.sh --help`).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PETREL_ROOT"
+"$PETREL_ROOT/scripts/setup.sh"
+if [ -x "$PETREL_ROOT/scripts/build-frontend.sh" ]; then
+    "$PETREL_ROOT/scripts/build-frontend.sh"
+fi
+log "building petrel-api (release)"
+cargo build --release -p petrel-api
+exec "$PETREL_ROOT/target/release/petrel-api" "$@"

@@ -1,0 +1,186 @@
+//! Support for Petrel's black-box tests: a real PostgreSQL cluster shared by the test run with
+//! one fresh database per test, the real API served over real HTTPS, and HTTP clients.
+//!
+//! The cluster lives in `$PETREL_TEST_PG_DIR` (default `/tmp/petrel-test-pg-<uid>`); the first
+//! test to need it starts it, and `scripts/test.sh` stops and removes it after the run. Each
+//! test's database is a copy of a template migrated once per set of migrations.
+
+pub mod client;
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use petrel_api::config::{Config, Database};
+use petrel_api::db::embedded::{Durability, EmbeddedPostgres};
+use petrel_api::server::{self, Server};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+
+pub use client::{Api, Client};
+
+/// Serialises cluster start-up and template creation across test processes.
+const TEMPLATE_LOCK: i64 = 0x7065_7472_656c_0002;
+
+pub fn cluster_dir() -> PathBuf {
+    std::env::var_os("PETREL_TEST_PG_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions.
+        PathBuf::from(format!("/tmp/petrel-test-pg-{}", unsafe { libc::getuid() }))
+    })
+}
+
+/// The shared test cluster, started on first use.
+pub async fn cluster() -> EmbeddedPostgres {
+    let dir = cluster_dir();
+    std::fs::create_dir_all(dir.parent().unwrap_or(Path::new("/tmp"))).expect("cluster parent dir");
+    let lock_path = dir.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("cluster lock file");
+    // SAFETY: flock on a file descriptor we own; it is released when `lock` is dropped.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", lock_path.display());
+    let pg = EmbeddedPostgres::start(&dir, Durability::Ephemeral)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL cluster in {}: {e}", dir.display()));
+    drop(lock);
+    pg
+}
+
+/// A database of its own for one test, migrated to the newest schema.
+pub struct TestDb {
+    pub name: String,
+    pub options: PgConnectOptions,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let pg = cluster().await;
+        let template = template_name();
+        let mut admin = pg.connect_options("postgres").connect().await.expect("connect to the test cluster");
+        admin.execute(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})").as_str()).await.expect("lock");
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query templates");
+        if !exists {
+            let building = format!("{template}_building");
+            admin.execute(format!("DROP DATABASE IF EXISTS {building}").as_str()).await.expect("drop");
+            admin.execute(format!("CREATE DATABASE {building}").as_str()).await.expect("create template");
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(pg.connect_options(&building))
+                .await
+                .expect("connect to template");
+            petrel_api::db::migrate(&pool).await.expect("migrate template");
+            pool.close().await;
+            admin
+                .execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str())
+                .await
+                .expect("publish template");
+        }
+        admin.execute(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})").as_str()).await.expect("unlock");
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let options = pg.connect_options(&name);
+        let pool =
+            PgPoolOptions::new().max_connections(8).connect_with(options.clone()).await.expect("connect");
+        TestDb { name, options, pool }
+    }
+
+    /// An empty database (no migrations), for the migration tests.
+    pub async fn empty() -> TestDb {
+        let pg = cluster().await;
+        let mut admin = pg.connect_options("postgres").connect().await.expect("connect to the test cluster");
+        let name = format!("e_{}", uuid::Uuid::new_v4().simple());
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create database");
+        admin.close().await.ok();
+        let options = pg.connect_options(&name);
+        let pool =
+            PgPoolOptions::new().max_connections(4).connect_with(options.clone()).await.expect("connect");
+        TestDb { name, options, pool }
+    }
+}
+
+/// The template's name changes whenever a migration does.
+fn template_name() -> String {
+    let mut hash = Sha256::new();
+    for m in petrel_api::db::MIGRATOR.iter() {
+        hash.update(m.version.to_le_bytes());
+        hash.update(&*m.checksum);
+    }
+    format!("tpl_{}", &hex::encode(hash.finalize())[..16])
+}
+
+/// The API served over HTTPS on a free port, on its own database and data directory.
+pub struct TestServer {
+    pub server: Server,
+    pub db: TestDb,
+    pub data_dir: tempfile::TempDir,
+    pub ca_pem: Vec<u8>,
+    pub admin_password: String,
+}
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust` (the data directory and database are
+    /// the test's own).
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let db = TestDb::new().await;
+        let data_dir = tempfile::Builder::new().prefix("petrel-test-").tempdir().expect("tempdir");
+        let mut config = Config::for_data_dir(data_dir.path().to_path_buf(), Database::Embedded);
+        config.admin_password = Some(petrel_api::config::Secret::new(ADMIN_PASSWORD));
+        adjust(&mut config);
+        petrel_api::bootstrap::ensure_first_admin(&db.pool, &config).await.expect("bootstrap");
+        let server = server::start(config, db.pool.clone()).await.expect("start server");
+        let ca_pem = match &server.local_ca {
+            Some(ca) => std::fs::read(&ca.cert_path).expect("read CA"),
+            None => Vec::new(),
+        };
+        TestServer { server, db, data_dir, ca_pem, admin_password: ADMIN_PASSWORD.into() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.url, path)
+    }
+
+    /// A client that trusts this server's CA (and nothing else) and keeps cookies.
+    pub fn client(&self) -> Client {
+        Client::new(&self.server.url, &self.ca_pem)
+    }
+
+    /// A client signed in as the first administrator.
+    pub async fn admin(&self) -> Client {
+        let mut c = self.client();
+        c.login("admin", &self.admin_password).await.expect("admin login");
+        c
+    }
+}
+
+/// A binary of the workspace, built next to this test's executable (`scripts/test.sh` builds
+/// them before the run).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe.parent().and_then(Path::parent).map(|d| d.join(name)).expect("target dir");
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace's binaries first (`cargo build --workspace --bins`, as scripts/test.sh does)",
+        path.display()
+    );
+    path
+}

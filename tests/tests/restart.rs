@@ -1,0 +1,99 @@
+//! The real `petrel-api` binary on its embedded PostgreSQL: first start creates the cluster,
+//! the CA and the administrator; a clean stop stops the cluster; a restart (after SIGTERM or
+//! SIGKILL) keeps every row and the CA.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use petrel_tests::{Api, Client, workspace_binary};
+
+struct Running {
+    child: Child,
+    url: String,
+    fingerprint: String,
+}
+
+fn start(data_dir: &Path) -> Running {
+    let mut child = Command::new(workspace_binary("petrel-api"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("PETREL_ADMIN_PASSWORD", "restart-test-password")
+        .env_remove("DATABASE_URL")
+        .env_remove("PETREL_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn petrel-api");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut fingerprint) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while url.is_none() || fingerprint.is_none() {
+        assert!(Instant::now() < deadline, "petrel-api did not print its URL");
+        let line = lines.next().expect("petrel-api exited before serving").unwrap();
+        if let Some(rest) = line.strip_prefix("Petrel is serving at ") {
+            url = Some(rest.trim_end_matches('/').to_string());
+        }
+        if let Some(rest) = line.trim().strip_prefix("CA SHA-256: ") {
+            fingerprint = Some(rest.to_string());
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, url: url.unwrap(), fingerprint: fingerprint.unwrap() }
+}
+
+fn postmaster_running(data_dir: &Path) -> bool {
+    data_dir.join("postgres/data/postmaster.pid").exists()
+}
+
+fn signal(child: &mut Child, sig: i32) {
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let status = child.wait().unwrap();
+    if sig == libc::SIGTERM {
+        assert!(status.success(), "clean shutdown exits 0, got {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn data_survives_clean_and_hard_restarts_on_the_embedded_database() {
+    let dir = tempfile::Builder::new().prefix("petrel-restart-").tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let ca = || std::fs::read(data.join("tls/ca.pem")).unwrap();
+
+    let mut api = start(&data);
+    assert!(!data.join("initial-admin-password").exists(), "the configured password is used");
+    let mut admin = Client::new(&api.url, &ca());
+    admin.login("admin", "restart-test-password").await.unwrap();
+    let tenant = Api { admin: &admin }.tenant("survivor", None).await;
+    let fingerprint = api.fingerprint.clone();
+    signal(&mut api.child, libc::SIGTERM);
+    assert!(!postmaster_running(&data), "a clean stop stops the embedded PostgreSQL");
+
+    let mut api = start(&data);
+    assert_eq!(api.fingerprint, fingerprint, "the CA is kept");
+    let mut admin = Client::new(&api.url, &ca());
+    admin.login("admin", "restart-test-password").await.unwrap();
+    admin.get(&format!("/api/v1/tenants/{tenant}")).await.expect(200);
+    Api { admin: &admin }.tenant("second", None).await;
+    signal(&mut api.child, libc::SIGKILL);
+    assert!(postmaster_running(&data), "after SIGKILL the cluster is still running");
+
+    let mut api = start(&data);
+    let mut admin = Client::new(&api.url, &ca());
+    admin.login("admin", "restart-test-password").await.unwrap();
+    let names: Vec<String> = admin.get("/api/v1/tenants").await.expect(200).body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["default", "second", "survivor"]);
+    let ready = admin.get("/readyz").await.expect(200);
+    assert_eq!(ready.body["migrations"], true);
+    signal(&mut api.child, libc::SIGTERM);
+    assert!(!postmaster_running(&data));
+}

@@ -1,0 +1,238 @@
+//! The role matrix: every route of the API, called by every kind of principal, answers exactly
+//! as the roles say. A route missing from this table fails the test, so new routes must be
+//! added here.
+
+use std::collections::BTreeSet;
+
+use petrel_tests::client::Resp;
+use petrel_tests::{Api, Client, TestServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Anonymous,
+    Viewer,
+    Operator,
+    Owner,
+    OtherTenantOwner,
+    Admin,
+}
+
+const EVERYONE: [Who; 6] =
+    [Who::Anonymous, Who::Viewer, Who::Operator, Who::Owner, Who::OtherTenantOwner, Who::Admin];
+
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    AnyUser,
+    Admin,
+    /// At least this role in tenant A (administrators pass, other tenants get 404).
+    Role(u8),
+    /// The target is the tenant-A owner's own account.
+    SelfOrAdmin,
+    /// The target is a token created by the administrator for tenant A.
+    TokenOfTenantOwner,
+}
+
+struct Ctx {
+    _server: TestServer,
+    admin: Client,
+    tenant_a: Uuid,
+    owner_a: Uuid,
+    viewer_a: Uuid,
+}
+
+fn rank(who: Who) -> u8 {
+    match who {
+        Who::Viewer => 1,
+        Who::Operator => 2,
+        Who::Owner => 3,
+        _ => 0,
+    }
+}
+
+/// (method, path template as in the OpenAPI document, need, status on success)
+const ROUTES: &[(&str, &str, Need, u16)] = &[
+    ("GET", "/api/v1/me", Need::AnyUser, 200),
+    // A wrong current password: authorised callers get the validation error, not 401/403.
+    ("PUT", "/api/v1/me/password", Need::AnyUser, 400),
+    ("GET", "/api/v1/users", Need::Admin, 200),
+    ("POST", "/api/v1/users", Need::Admin, 201),
+    ("GET", "/api/v1/users/{user_id}", Need::SelfOrAdmin, 200),
+    ("GET", "/api/v1/tenants", Need::AnyUser, 200),
+    ("POST", "/api/v1/tenants", Need::Role(3), 201),
+    ("GET", "/api/v1/tenants/{tenant_id}", Need::Role(1), 200),
+    ("DELETE", "/api/v1/tenants/{tenant_id}", Need::Role(3), 204),
+    ("GET", "/api/v1/tenants/{tenant_id}/members", Need::Role(1), 200),
+    ("POST", "/api/v1/tenants/{tenant_id}/members", Need::Role(3), 201),
+    ("PUT", "/api/v1/tenants/{tenant_id}/members/{user_id}", Need::Role(3), 200),
+    ("DELETE", "/api/v1/tenants/{tenant_id}/members/{user_id}", Need::Role(3), 204),
+    ("GET", "/api/v1/tokens", Need::AnyUser, 200),
+    ("POST", "/api/v1/tokens", Need::Role(1), 201),
+    ("DELETE", "/api/v1/tokens/{token_id}", Need::TokenOfTenantOwner, 204),
+    ("GET", "/api/v1/tenants/{tenant_id}/tokens", Need::Role(3), 200),
+    ("GET", "/api/v1/tenants/{tenant_id}/audit", Need::Role(3), 200),
+    ("GET", "/api/v1/audit", Need::Admin, 200),
+];
+
+/// Public routes and the session routes covered by tests/auth.rs.
+const ELSEWHERE: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/logout"),
+];
+
+/// Top-level tenants are for administrators; the matrix creates sub-tenants of A, which
+/// owners may do. Creating a top-level tenant is checked separately below.
+async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, String, Option<Value>) {
+    let api = Api { admin: &ctx.admin };
+    let a = ctx.tenant_a;
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let (path, body) = match template {
+        "/api/v1/me/password" => (
+            template.to_string(),
+            Some(json!({"current_password": "not-my-password", "new_password": "whatever-new-1"})),
+        ),
+        "/api/v1/users" if method == Method::POST => (
+            template.to_string(),
+            Some(json!({"username": format!("new-user-{n}"), "password": "a-long-password"})),
+        ),
+        "/api/v1/users/{user_id}" => (format!("/api/v1/users/{}", ctx.owner_a), None),
+        "/api/v1/tenants" if method == Method::POST => {
+            (template.to_string(), Some(json!({"name": format!("sub-{n}"), "parent_id": a})))
+        }
+        "/api/v1/tenants/{tenant_id}" if method == Method::DELETE => {
+            let child = api.tenant(&format!("doomed-{n}"), Some(a)).await;
+            (format!("/api/v1/tenants/{child}"), None)
+        }
+        "/api/v1/tenants/{tenant_id}/members" if method == Method::POST => {
+            let name = format!("joiner-{n}");
+            api.user(&name).await;
+            (format!("/api/v1/tenants/{a}/members"), Some(json!({"username": name, "role": "viewer"})))
+        }
+        "/api/v1/tenants/{tenant_id}/members/{user_id}" if method == Method::PUT => {
+            (format!("/api/v1/tenants/{a}/members/{}", ctx.viewer_a), Some(json!({"role": "viewer"})))
+        }
+        "/api/v1/tenants/{tenant_id}/members/{user_id}" => {
+            let name = format!("leaver-{n}");
+            let (id, _) = api.user(&name).await;
+            api.member(a, &name, "viewer").await;
+            (format!("/api/v1/tenants/{a}/members/{id}"), None)
+        }
+        "/api/v1/tokens" if method == Method::POST => {
+            (template.to_string(), Some(json!({"name": "t", "tenant_id": a, "role": "viewer"})))
+        }
+        "/api/v1/tokens/{token_id}" => {
+            let (id, _) = Api::token(&ctx.admin, a, "viewer").await;
+            (format!("/api/v1/tokens/{id}"), None)
+        }
+        t => (t.replace("{tenant_id}", &a.to_string()), None),
+    };
+    (method, path, body)
+}
+
+fn expected(who: Who, need: Need, success: u16) -> (u16, Option<&'static str>) {
+    if who == Who::Anonymous {
+        return (401, Some("unauthenticated"));
+    }
+    match need {
+        Need::AnyUser => (success, None),
+        Need::Admin => {
+            if who == Who::Admin {
+                (success, None)
+            } else {
+                (403, Some("admin-required"))
+            }
+        }
+        Need::Role(min) => match who {
+            Who::Admin => (success, None),
+            Who::OtherTenantOwner => (404, Some("not-found")),
+            w if rank(w) >= min => (success, None),
+            _ => (403, Some("insufficient-role")),
+        },
+        Need::SelfOrAdmin | Need::TokenOfTenantOwner => match who {
+            Who::Admin | Who::Owner => (success, None),
+            _ => (404, Some("not-found")),
+        },
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_principal_as_the_roles_say() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant_a = api.tenant("tenant-a", None).await;
+    let tenant_b = api.tenant("tenant-b", None).await;
+    let (owner_a, owner) = api.user("owner-a").await;
+    let (viewer_a, viewer) = api.user("viewer-a").await;
+    let (_, operator) = api.user("operator-a").await;
+    let (_, other) = api.user("owner-b").await;
+    api.member(tenant_a, "owner-a", "owner").await;
+    api.member(tenant_a, "viewer-a", "viewer").await;
+    api.member(tenant_a, "operator-a", "operator").await;
+    api.member(tenant_b, "owner-b", "owner").await;
+    let anonymous = admin.anonymous();
+    let ctx = Ctx { _server: s, admin: admin.clone(), tenant_a, owner_a, viewer_a };
+
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for (method, template, need, success) in ROUTES {
+        for who in EVERYONE {
+            n += 1;
+            let client = match who {
+                Who::Anonymous => &anonymous,
+                Who::Viewer => &viewer,
+                Who::Operator => &operator,
+                Who::Owner => &owner,
+                Who::OtherTenantOwner => &other,
+                Who::Admin => &admin,
+            };
+            let (m, path, body) = prepare(&ctx, method, template, n).await;
+            let r: Resp = client.send(m, &path, body).await;
+            let (status, code) = expected(who, *need, *success);
+            let code_ok = code.is_none_or(|c| r.body["code"] == c);
+            if r.status != status || !code_ok {
+                failures.push(format!(
+                    "{method} {template} as {who:?}: expected {status} {code:?}, got {} {}",
+                    r.status, r.text
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn only_administrators_create_top_level_tenants() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("mine", None).await;
+    let (_, owner) = api.user("owner").await;
+    api.member(tenant, "owner", "owner").await;
+    owner.post("/api/v1/tenants", json!({"name": "rogue"})).await.expect_problem(403, "admin-required");
+    admin.post("/api/v1/tenants", json!({"name": "blessed"})).await.expect(201);
+}
+
+#[tokio::test]
+async fn the_matrix_covers_every_operation_of_the_openapi_document() {
+    let doc: Value = serde_json::from_str(&petrel_api::routes::openapi_json()).unwrap();
+    let mut in_doc = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            in_doc.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let covered: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
+        .chain(ELSEWHERE.iter().map(|(m, p)| (m.to_string(), p.to_string())))
+        .collect();
+    let missing: Vec<_> = in_doc.difference(&covered).collect();
+    let stale: Vec<_> = covered.difference(&in_doc).collect();
+    assert!(missing.is_empty(), "operations without a row in the role matrix: {missing:?}");
+    assert!(stale.is_empty(), "matrix rows for operations that no longer exist: {stale:?}");
+}
