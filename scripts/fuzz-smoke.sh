@@ -37,7 +37,13 @@ for target in $(cargo fuzz list); do
     [ -d "$seeds" ] || seeds=""
     log "fuzzing $target for ${seconds}s"
     # shellcheck disable=SC2086 # $seeds is empty or one directory
-    cargo fuzz run "$target" "$work/corpus-$target" $seeds -- \
-        -max_total_time="$seconds" -max_len=65536 -print_final_stats=1
+    # libFuzzer is chatty: keep its log, show it only on failure.
+    if ! cargo fuzz run "$target" "$work/corpus-$target" $seeds -- \
+        -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 >"$work/$target.log" 2>&1; then
+        tail -n 60 "$work/$target.log" >&2
+        echo "fuzz target $target failed; the crashing input is in hypervisor-agent/fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$work/$target.log" | sed "s/^/    $target /" >&2 || true
 done
 log "fuzz smoke test passed"

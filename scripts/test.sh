@@ -25,9 +25,10 @@ stop_test_cluster() {
 trap stop_test_cluster EXIT
 
 log "building"
-cargo build --workspace --bins
+"$PETREL_ROOT/scripts/build-frontend.sh"
+cargo build --bins
 log "running the tests"
-cargo nextest run --workspace --profile ci "$@"
+cargo nextest run --profile ci "$@"
 
 if [ -x "$PETREL_ROOT/scripts/fuzz-smoke.sh" ]; then
     log "fuzzing briefly"

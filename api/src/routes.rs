@@ -89,11 +89,14 @@ where
     T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
 {
     let frontend_dir = state.config.frontend_dir.clone();
-    let (app, _) = services(app.into_utoipa_app()).split_for_parts();
+    // The docs come first: the `/api/v1` scope would otherwise claim their paths.
     let app = app
         .app_data(state)
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .service(SwaggerUi::new("/api/v1/docs/{_:.*}").url("/api/v1/openapi.json", doc.get_ref().clone()));
+    let (app, _) = services(app.into_utoipa_app()).split_for_parts();
+    // Paths under a scope that match nothing in it end here, not as empty 404s.
+    let app = app.default_service(web::to(not_found));
     match frontend_dir {
         Some(dir) => {
             let index = dir.join("index.html");
@@ -108,7 +111,7 @@ where
                 },
             )))
         }
-        None => app.default_service(web::to(not_found)),
+        None => app,
     }
 }
 

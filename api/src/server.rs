@@ -81,27 +81,37 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
         let mut security = DefaultHeaders::new()
             .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .add((header::REFERRER_POLICY, "no-referrer"))
-            .add((header::X_FRAME_OPTIONS, "DENY"));
+            .add((header::X_FRAME_OPTIONS, "DENY"))
+            // The SPA and the docs load only their own files; wasm needs 'wasm-unsafe-eval'.
+            .add((
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+                 frame-ancestors 'none'; form-action 'self'",
+            ));
         if https {
             security = security.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"));
         }
-        routes::app(App::new(), state.clone(), openapi_doc.clone()).wrap(security).wrap_fn(|req, srv| {
-            let started = Instant::now();
-            let method = req.method().clone();
-            let path = req.path().to_string();
-            let fut = srv.call(req);
-            async move {
-                let res = fut.await?;
-                tracing::info!(
-                    %method,
-                    path,
-                    status = res.status().as_u16(),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request"
-                );
-                Ok(res)
-            }
-        })
+        routes::app(App::new(), state.clone(), openapi_doc.clone())
+            .wrap(security)
+            .wrap(actix_web::middleware::Compress::default())
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path = req.path().to_string();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    tracing::info!(
+                        %method,
+                        path,
+                        status = res.status().as_u16(),
+                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "request"
+                    );
+                    Ok(res)
+                }
+            })
     };
     let addr = config.listen;
     let server = HttpServer::new(factory).shutdown_timeout(10).disable_signals();

@@ -6,14 +6,47 @@
 //! table. On this machine KVM is the software PVM (every guest instruction is
 //! emulated), so absolute numbers are dominated by emulation; compare runs on
 //! the same machine only.
+//!
+//! The tender measured is the one to deploy: `petrel-hvt` built with the `tender`
+//! profile (root Cargo.toml: release + panic=abort, fat LTO, one codegen unit, no
+//! debug info), which this bench builds first into the same target directory
+//! (`cargo build -p petrel-hypervisor --bin petrel-hvt --profile tender` gives
+//! target/tender/petrel-hvt). PETREL_BENCH_TENDER=/path/to/petrel-hvt measures
+//! another build instead.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const TENDER: &str = env!("CARGO_BIN_EXE_petrel-hvt");
 const RUNS: usize = 20;
+
+static TENDER: OnceLock<PathBuf> = OnceLock::new();
+
+fn tender() -> &'static Path {
+    TENDER.get_or_init(tender_binary)
+}
+
+/// Builds `petrel-hvt` with the `tender` profile (unless PETREL_BENCH_TENDER names a binary)
+/// and returns its path. Not CARGO_BIN_EXE_petrel-hvt: that one has the bench profile.
+fn tender_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PETREL_BENCH_TENDER") {
+        return PathBuf::from(path);
+    }
+    // CARGO_TARGET_TMPDIR is <target dir>/tmp whatever the profile or --target.
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "petrel-hypervisor", "--bin", "petrel-hvt", "--profile", "tender"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo build --profile tender failed");
+    target_dir.join("tender").join("petrel-hvt")
+}
 
 fn build_guests() -> PathBuf {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests-bench");
@@ -52,7 +85,7 @@ fn row(what: &str, s: &Stats, unit: &str) {
 /// Runs the tender to completion, returns (wall time, stdout).
 fn run(args: &[&str]) -> (Duration, String) {
     let start = Instant::now();
-    let o = Command::new(TENDER).args(args).stdin(Stdio::null()).output().unwrap();
+    let o = Command::new(tender()).args(args).stdin(Stdio::null()).output().unwrap();
     let d = start.elapsed();
     assert!(
         o.status.success(),
@@ -73,10 +106,22 @@ fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-/// kB values of VmRSS/RssAnon/RssFile/RssShmem, and the Rss summed over the
-/// guest memory VMAs (shared /dev/zero mappings; mprotect splits the one
-/// guest mapping into several VMAs, one per protection).
-fn memory_kb(pid: u32) -> ([u64; 4], u64) {
+/// Memory of a running tender in kB: /proc/PID/status counters, plus Rss and Pss
+/// summed from /proc/PID/smaps over all mappings and over guest memory alone.
+struct Memory {
+    vm_rss: u64,
+    rss_anon: u64,
+    rss_file: u64,
+    rss_shmem: u64,
+    /// Guest pages the guest (or the tender for it) touched: the shared anonymous
+    /// mapping shows as `/dev/zero (deleted)`, split into several VMAs by mprotect.
+    /// Counted in RssShmem.
+    guest_rss: u64,
+    guest_pss: u64,
+    pss: u64,
+}
+
+fn memory_kb(pid: u32) -> Memory {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let get = |k: &str| {
         status
@@ -85,19 +130,35 @@ fn memory_kb(pid: u32) -> ([u64; 4], u64) {
             .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
             .unwrap_or(0)
     };
-    let v = [get("VmRSS:"), get("RssAnon:"), get("RssFile:"), get("RssShmem:")];
+    let mut m = Memory {
+        vm_rss: get("VmRSS:"),
+        rss_anon: get("RssAnon:"),
+        rss_file: get("RssFile:"),
+        rss_shmem: get("RssShmem:"),
+        guest_rss: 0,
+        guest_pss: 0,
+        pss: 0,
+    };
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut guest = 0;
     let mut in_guest = false;
     for l in smaps.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if f.first().is_some_and(|r| r.contains('-') && !r.ends_with(':')) {
-            in_guest = f.get(1).is_some_and(|p| p.ends_with('s')) && l.contains(" /dev/zero");
-        } else if in_guest && f.first() == Some(&"Rss:") {
-            guest += f[1].parse::<u64>().unwrap();
+        let kb = || f[1].parse::<u64>().unwrap();
+        match f.first() {
+            Some(r) if r.contains('-') && !r.ends_with(':') => {
+                in_guest = f.get(1).is_some_and(|p| p.ends_with('s')) && l.contains(" /dev/zero");
+            }
+            Some(&"Rss:") if in_guest => m.guest_rss += kb(),
+            Some(&"Pss:") => {
+                m.pss += kb();
+                if in_guest {
+                    m.guest_pss += kb();
+                }
+            }
+            _ => {}
         }
     }
-    (v, guest)
+    m
 }
 
 fn main() {
@@ -168,11 +229,15 @@ fn main() {
     row("WALLTIME hypercall, host wall time (5 x 2000)", &stats(wall_per_call), "us");
 
     println!();
-    println!("memory while a guest idles in POLL (kB):");
-    println!("| --mem | VmRSS | RssAnon | RssFile | RssShmem | guest memory Rss | RSS beyond guest pages |");
-    println!("|------:|------:|--------:|--------:|---------:|-----------------:|-----------------------:|");
+    println!("memory while a guest idles in POLL (kB; tender: {}):", tender().display());
+    println!(
+        "| --mem | VmRSS | RssAnon | RssFile | RssShmem | guest Rss | RSS beyond guest | PSS beyond guest |"
+    );
+    println!(
+        "|------:|------:|--------:|--------:|---------:|----------:|-----------------:|-----------------:|"
+    );
     for mem in [4u64, 512] {
-        let mut child = Command::new(TENDER)
+        let mut child = Command::new(tender())
             .args([&format!("--mem={mem}"), &bench, "--solo5:quiet", "idle"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -190,14 +255,25 @@ fn main() {
             seen.extend_from_slice(&buf[..n]);
         }
         std::thread::sleep(Duration::from_millis(300));
-        let (v, guest) = memory_kb(child.id());
+        let m = memory_kb(child.id());
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = child.wait();
-        let beyond = v[0].saturating_sub(guest);
         println!(
-            "| {mem:>5} | {:>5} | {:>7} | {:>7} | {:>8} | {guest:>16} | {beyond:>22} |",
-            v[0], v[1], v[2], v[3]
+            "| {mem:>5} | {:>5} | {:>7} | {:>7} | {:>8} | {:>9} | {:>16} | {:>16} |",
+            m.vm_rss,
+            m.rss_anon,
+            m.rss_file,
+            m.rss_shmem,
+            m.guest_rss,
+            m.vm_rss.saturating_sub(m.guest_rss),
+            m.pss.saturating_sub(m.guest_pss)
         );
     }
+    println!();
+    println!("RSS beyond guest = VmRSS - guest Rss: everything the tender has resident besides guest");
+    println!("pages, i.e. RssAnon (heap, stacks), RssFile (pages of the binary, libc and ld.so, most of");
+    println!("them shared with other processes through the page cache) and the non-guest part of");
+    println!("RssShmem. PSS beyond guest divides shared pages by their number of users: the tender's");
+    println!("actual share of memory. The goal is RSS beyond guest < 2048 kB.");
 }

@@ -97,8 +97,11 @@ fn run(opts: &cli::Options) -> Result<i32, String> {
         eprintln!("petrel-hvt: adjusting memory to {} bytes", plan.guest);
     }
     let cmdline = opts.kernel_args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>().join(&b' ');
-    let tender =
-        tender::Tender::new(&image, &manifest, devices, plan, &cmdline).map_err(|e| e.to_string())?;
+    let tender = tender::Tender::new(&image, &manifest, devices, plan, &cmdline).map_err(|e| match e {
+        // The image does not fit in the memory given: named like the parse errors above.
+        tender::TenderError::Load(e) => format!("{kernel}: {e}"),
+        e => e.to_string(),
+    })?;
     // Free the big setup buffers now: once sandboxed, freeing them could need munmap.
     drop(image);
     drop((bytes, manifest, cmdline, specs));

@@ -32,7 +32,7 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_epoll_pwait, "epoll_pwait"),         // POLL
     (libc::SYS_timerfd_settime, "timerfd_settime"), // POLL timeout
     (libc::SYS_clock_gettime, "clock_gettime"),     // WALLTIME when the vDSO falls back
-    (libc::SYS_futex, "futex"),                     // ring consumer lock under contention
+    (libc::SYS_futex, "futex"),                     // ring consumer lock, ring thread's sleep
     (libc::SYS_exit_group, "exit_group"),           // exit, including from the signal handler
 ];
 

@@ -203,10 +203,6 @@ impl Vm {
         Ok(Self { vcpu, fd, kvm })
     }
 
-    pub fn supports_ioeventfd(&self) -> bool {
-        self.kvm.check_extension(Cap::Ioeventfd)
-    }
-
     /// Guest TSC frequency in Hz.
     pub fn tsc_hz(&self) -> Result<u64> {
         match self.vcpu.get_tsc_khz() {

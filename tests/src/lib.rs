@@ -5,6 +5,7 @@
 //! test to need it starts it, and `scripts/test.sh` stops and removes it after the run. Each
 //! test's database is a copy of a template migrated once per set of migrations.
 
+pub mod browser;
 pub mod client;
 
 use std::os::fd::AsRawFd;

@@ -79,3 +79,23 @@ fn every_operation_has_an_id_tag_summary_security_and_errors() {
     }
     assert!(operations >= 20, "{operations} operations");
 }
+
+#[tokio::test]
+async fn the_server_serves_the_same_document_and_offline_docs() {
+    let s = petrel_tests::TestServer::start().await;
+    let c = s.client();
+    let served = c.get("/api/v1/openapi.json").await.expect(200);
+    let checked_in: Value = serde_json::from_str(CHECKED_IN).unwrap();
+    assert_eq!(served.body, checked_in);
+    let docs = c.get("/api/v1/docs/").await.expect(200);
+    assert!(docs.content_type.starts_with("text/html"), "{}", docs.content_type);
+    // Every script and stylesheet the page loads comes from this server, not a CDN.
+    for needle in ["https://", "http://", "//cdn", "unpkg"] {
+        let external =
+            docs.text.lines().any(|l| (l.contains("src=") || l.contains("href=")) && l.contains(needle));
+        assert!(!external, "the docs page loads something from outside: {}", docs.text);
+    }
+    let initializer = c.get("/api/v1/docs/swagger-initializer.js").await.expect(200);
+    assert!(initializer.text.contains("/api/v1/openapi.json"));
+    c.get("/api/v1/docs/swagger-ui-bundle.js").await.expect(200);
+}

@@ -116,3 +116,21 @@ async fn hostile_strings_are_stored_and_returned_verbatim_or_refused() {
     assert_eq!(r.body["token"]["name"], fine);
     admin.get("/api/v1/users").await.expect(200);
 }
+
+#[tokio::test]
+async fn database_failures_are_generic_500s_that_leak_nothing_and_write_nothing() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    // Break the database under the running server: the audit log written with every change is gone.
+    sqlx::query("DROP TABLE audit_log").execute(&s.db.pool).await.unwrap();
+    let r = admin.post("/api/v1/tenants", json!({"name": "doomed"})).await.expect_problem(500, "internal");
+    for secret in ["audit_log", "relation", "SQL", "sqlx", "does not exist"] {
+        assert!(!r.text.contains(secret), "the error leaks {secret:?}: {}", r.text);
+    }
+    // The tenant insert ran before the failing audit insert, in the same transaction.
+    let doomed: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE name = 'doomed'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(doomed, 0, "a failed change leaves no half-written row");
+}

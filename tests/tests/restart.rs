@@ -97,3 +97,33 @@ async fn data_survives_clean_and_hard_restarts_on_the_embedded_database() {
     signal(&mut api.child, libc::SIGTERM);
     assert!(!postmaster_running(&data));
 }
+
+#[tokio::test]
+async fn with_database_url_the_external_server_is_used_and_no_cluster_is_created() {
+    let db = petrel_tests::TestDb::empty().await;
+    let socket_dir = petrel_tests::cluster_dir().join("socket");
+    let url = format!("postgresql://petrel@localhost:5432/{}?host={}", db.name, socket_dir.display());
+    let dir = tempfile::Builder::new().prefix("petrel-external-").tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(workspace_binary("petrel-api"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .env("PETREL_ADMIN_PASSWORD", "external-test-password")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn petrel-api");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url_line = lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("Petrel is serving at ")).unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let base = url_line.trim_start_matches("Petrel is serving at ").trim_end_matches('/').to_string();
+    let mut admin = Client::new(&base, &std::fs::read(data.join("tls/ca.pem")).unwrap());
+    admin.login("admin", "external-test-password").await.unwrap();
+    admin.get("/readyz").await.expect(200);
+    assert!(!data.join("postgres").exists(), "no embedded cluster with DATABASE_URL");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(users, 1, "the administrator lives in the external database");
+    signal(&mut child, libc::SIGTERM);
+}

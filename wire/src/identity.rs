@@ -34,7 +34,7 @@ impl Role {
 }
 
 /// A user account.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -43,7 +43,7 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice", "password": "correct horse battery", "is_admin": false}))]
 pub struct CreateUser {
@@ -55,7 +55,7 @@ pub struct CreateUser {
     pub is_admin: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"current_password": "correct horse battery", "new_password": "a longer better passphrase"}))]
 pub struct ChangePassword {
@@ -64,7 +64,7 @@ pub struct ChangePassword {
 }
 
 /// A tenant. Tenants form a tree: a tenant may have sub-tenants.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tenant {
     pub id: Uuid,
     pub name: String,
@@ -75,7 +75,7 @@ pub struct Tenant {
     pub my_role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "robur", "parent_id": null}))]
 pub struct CreateTenant {
@@ -88,7 +88,7 @@ pub struct CreateTenant {
 }
 
 /// A user's membership in a tenant.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Membership {
     pub tenant_id: Uuid,
     pub tenant_name: String,
@@ -98,7 +98,7 @@ pub struct Membership {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice", "role": "operator"}))]
 pub struct AddMember {
@@ -106,14 +106,14 @@ pub struct AddMember {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"role": "operator"}))]
 pub struct SetMemberRole {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "admin", "password": "the password printed at first start"}))]
 pub struct LoginRequest {
@@ -122,7 +122,7 @@ pub struct LoginRequest {
 }
 
 /// Who the caller is.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     pub user: User,
     pub memberships: Vec<Membership>,
@@ -143,7 +143,7 @@ pub enum AuthKind {
 }
 
 /// An API token's metadata (the secret is shown only once, at creation).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
@@ -160,7 +160,7 @@ pub struct ApiToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "ci", "tenant_id": "6f1c1c9e-2f0e-4a8e-9d7e-3b9f1a2c4d5e", "role": "operator", "expires_in_days": 90}))]
 pub struct CreateToken {
@@ -181,7 +181,7 @@ pub struct CreateToken {
 }
 
 /// A new token; `secret` is shown this once and never again.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     pub token: ApiToken,
     /// Send as `Authorization: Bearer <secret>`.
@@ -189,7 +189,7 @@ pub struct CreatedToken {
 }
 
 /// Answer of `/readyz`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub database: bool,
     pub migrations: bool,

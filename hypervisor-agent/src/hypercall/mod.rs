@@ -152,6 +152,12 @@ impl Hypercalls {
         let (Ok(bytes), Some(nr)) = (<[u8; 4]>::try_from(data), port.checked_sub(PORT_BASE)) else {
             return Err(HypercallError::InvalidPort { port });
         };
+        if port == ring::KICK_PORT
+            && let Some(ring) = &self.ring
+        {
+            ring.kick()?;
+            return Ok(Flow::Continue);
+        }
         let arg = u64::from(u32::from_le_bytes(bytes));
         match nr {
             NR_WALLTIME => time::walltime(mem, arg)?,

@@ -1,5 +1,5 @@
 //! Malformed ELF files and manifests, made by patching a good guest's bytes:
-//! each must make the tender exit 1 with a message naming the problem.
+//! each must make the tender exit 1 with a message naming the file and the problem.
 
 use crate::args;
 use crate::common::*;
@@ -74,9 +74,12 @@ fn reject(base: &str, extra: &[&str], msg: &str, patch: impl FnOnce(&mut Vec<u8>
         a.push(opt("--block:storage=", &disk));
     }
     a.extend(extra.iter().map(|s| s.into()));
-    a.push(kernel.into());
+    a.push(kernel.clone().into());
     let r = run(a);
     r.tender_error(msg).stdout_lacks("SUCCESS");
+    // Every image refusal names the file, whether found while parsing or while loading.
+    let prefix = format!("petrel-hvt: {}: ", kernel.display());
+    assert!(r.stderr.starts_with(&prefix), "message does not start with {prefix:?}\n{}", r.stderr);
 }
 
 /// Offset of manifest entry `i` in the file.
