@@ -116,7 +116,8 @@ async fn with_database_url_the_external_server_is_used_and_no_cluster_is_created
         .spawn()
         .expect("spawn petrel-api");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url_line = lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("Petrel is serving at ")).unwrap();
+    let url_line =
+        lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("Petrel is serving at ")).unwrap();
     std::thread::spawn(move || for _ in lines {});
     let base = url_line.trim_start_matches("Petrel is serving at ").trim_end_matches('/').to_string();
     let mut admin = Client::new(&base, &std::fs::read(data.join("tls/ca.pem")).unwrap());

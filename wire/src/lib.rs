@@ -5,9 +5,12 @@
 //! the `utoipa::ToSchema` derives here.
 
 pub mod audit;
+pub mod compare;
+pub mod graph;
 pub mod identity;
 pub mod page;
 pub mod problem;
+pub mod treemap;
 
 pub use page::Page;
 pub use problem::{FieldError, Problem};
