@@ -32,5 +32,5 @@ cargo nextest run --profile ci "$@"
 
 if [ -x "$PETREL_ROOT/scripts/fuzz-smoke.sh" ]; then
     log "fuzzing briefly"
-    "$PETREL_ROOT/scripts/fuzz-smoke.sh"
+    FUZZ_SECONDS="${FUZZ_SECONDS:-20}" "$PETREL_ROOT/scripts/fuzz-smoke.sh"
 fi

@@ -130,6 +130,23 @@ pub struct Settings {
     #[arg(long, env = "PETREL_FRONTEND_DIR", value_name = "DIR")]
     pub frontend_dir: Option<PathBuf>,
 
+    /// Where artifacts are stored: a directory, or s3://bucket[/prefix] with the standard AWS_*
+    /// variables for credentials and endpoint. [default: <data-dir>/artifacts]
+    #[arg(long, env = "PETREL_ARTIFACT_STORE", value_name = "DIR|URL")]
+    pub artifact_store: Option<String>,
+
+    /// Largest artifact in bytes. [default: 4294967296]
+    #[arg(long, env = "PETREL_MAX_ARTIFACT_BYTES", value_name = "BYTES")]
+    pub max_artifact_bytes: Option<u64>,
+
+    /// Largest build (all its artifacts) in bytes. [default: 17179869184]
+    #[arg(long, env = "PETREL_MAX_BUILD_BYTES", value_name = "BYTES")]
+    pub max_build_bytes: Option<u64>,
+
+    /// Unfinished uploads are discarded after this many seconds. [default: 86400]
+    #[arg(long, env = "PETREL_UPLOAD_TTL_SECS", value_name = "SECS")]
+    pub upload_ttl_secs: Option<u64>,
+
     /// Log lines as human-readable text or JSON. [default: text]
     #[arg(long, env = "PETREL_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -192,6 +209,10 @@ pub struct Config {
     pub max_json_bytes: usize,
     pub frontend_dir: Option<PathBuf>,
     pub log_format: LogFormat,
+    pub artifact_store: String,
+    pub max_artifact_bytes: u64,
+    pub max_build_bytes: u64,
+    pub upload_ttl: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -228,6 +249,10 @@ impl Settings {
             login_window_secs: self.login_window_secs.or(lower.login_window_secs),
             max_json_bytes: self.max_json_bytes.or(lower.max_json_bytes),
             frontend_dir: self.frontend_dir.or(lower.frontend_dir),
+            artifact_store: self.artifact_store.or(lower.artifact_store),
+            max_artifact_bytes: self.max_artifact_bytes.or(lower.max_artifact_bytes),
+            max_build_bytes: self.max_build_bytes.or(lower.max_build_bytes),
+            upload_ttl_secs: self.upload_ttl_secs.or(lower.upload_ttl_secs),
             log_format: self.log_format.or(lower.log_format),
         }
     }
@@ -289,7 +314,13 @@ impl Settings {
             let default = cwd.join("frontend/dist");
             default.join("index.html").is_file().then_some(default)
         });
+        let artifact_store =
+            self.artifact_store.unwrap_or_else(|| data_dir.join("artifacts").to_string_lossy().into_owned());
         Ok(Config {
+            artifact_store,
+            max_artifact_bytes: self.max_artifact_bytes.unwrap_or(4 << 30).max(1),
+            max_build_bytes: self.max_build_bytes.unwrap_or(16 << 30).max(1),
+            upload_ttl: Duration::from_secs(self.upload_ttl_secs.unwrap_or(86_400).max(60)),
             data_dir,
             listen,
             database,

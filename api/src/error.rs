@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 405
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 410: the object is known but its contents are gone (retention).
+    #[error("{0}")]
+    Gone(String),
     /// 409
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
@@ -98,6 +101,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict { code, .. } => code,
+            ApiError::Gone(_) => "gone",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::TooManyRequests { .. } => "too-many-requests",
@@ -144,6 +148,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

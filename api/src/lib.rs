@@ -7,14 +7,17 @@
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod builds;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod maintenance;
 pub mod pagination;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;

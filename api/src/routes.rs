@@ -12,7 +12,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::extract;
-use crate::handlers::{audit, auth, health, members, tenants, tokens, users};
+use crate::handlers::{
+    audit, auth, builds, compare, compat, health, jobs, members, tenants, tokens, uploads, users,
+};
 use crate::server::AppState;
 
 /// The registrations. Add a handler here and it is routed and documented.
@@ -42,7 +44,27 @@ where
             .service(tokens::revoke_token)
             .service(tokens::list_tenant_tokens)
             .service(audit::list_tenant_audit)
-            .service(audit::list_audit),
+            .service(audit::list_audit)
+            .service(jobs::list_jobs)
+            .service(jobs::list_visible_jobs)
+            .service(jobs::create_job)
+            .service(jobs::get_job)
+            .service(jobs::update_job)
+            .service(jobs::delete_job)
+            .service(builds::list_builds)
+            .service(builds::get_build)
+            .service(builds::list_artifacts)
+            .service(builds::download_artifact)
+            .service(builds::get_console)
+            .service(builds::get_inputs)
+            .service(builds::lookup_hash)
+            .service(compare::compare_builds)
+            .service(uploads::open_upload)
+            .service(uploads::get_upload)
+            .service(uploads::put_artifact)
+            .service(uploads::append_console)
+            .service(uploads::finalize_upload)
+            .service(uploads::abort_upload),
     )
 }
 
@@ -64,6 +86,9 @@ where
         (name = "members", description = "Who belongs to a tenant, with which role"),
         (name = "tokens", description = "API tokens for automation"),
         (name = "audit", description = "Who changed what, when and from where"),
+        (name = "jobs", description = "What is built, for which platforms, and who may see it"),
+        (name = "builds", description = "Builds, their artifacts, console, inputs; look-up by hash"),
+        (name = "uploads", description = "Staged, resumable, hash-verified uploads of builds"),
     )
 )]
 struct ApiDoc;
@@ -95,6 +120,8 @@ where
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .service(SwaggerUi::new("/api/v1/docs/{_:.*}").url("/api/v1/openapi.json", doc.get_ref().clone()));
     let (app, _) = services(app.into_utoipa_app()).split_for_parts();
+    // builder-web's URLs for existing clients (not JSON, so not in the OpenAPI document).
+    let app = app.configure(compat::configure);
     // Paths under a scope that match nothing in it end here, not as empty 404s.
     let app = app.default_service(web::to(not_found));
     match frontend_dir {

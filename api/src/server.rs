@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use crate::config::{Config, Database, Tls};
 use crate::db::embedded::{Durability, EmbeddedError, EmbeddedPostgres};
 use crate::db::{self, DbError};
+use crate::store::{BlobStore, StoreError};
 use crate::tls::{self, LocalCa, TlsError};
 use crate::{bootstrap, routes};
 
@@ -24,6 +25,7 @@ use crate::{bootstrap, routes};
 pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
+    pub store: BlobStore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot create the first administrator: {0}")]
     Bootstrap(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -49,11 +53,13 @@ pub struct Server {
     pub handle: ServerHandle,
     pub local_ca: Option<LocalCa>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    gc: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     /// Stops accepting, finishes in-flight requests, and waits for the server to end.
     pub async fn stop(self) {
+        self.gc.abort();
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
@@ -74,7 +80,10 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let local_ca = identity.as_ref().and_then(|i| i.local_ca.clone());
     let https = identity.is_some();
     let config = Arc::new(config);
-    let state = web::Data::new(AppState { db, config: config.clone() });
+    let store = BlobStore::open(&config.artifact_store, &config.data_dir.join("staging"))?;
+    let gc =
+        crate::maintenance::spawn_periodic(db.clone(), store.clone(), std::time::Duration::from_secs(600));
+    let state = web::Data::new(AppState { db, config: config.clone(), store });
     let openapi_doc = web::Data::new(routes::openapi());
 
     let factory = move || {
@@ -124,7 +133,7 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task })
+    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, gc })
 }
 
 /// A running Petrel: the server and, without `DATABASE_URL`, its own PostgreSQL.

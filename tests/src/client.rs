@@ -139,6 +139,18 @@ impl Client {
         Resp { status, headers, content_type, body, text }
     }
 
+    /// PUTs raw bytes as an artifact of an upload, with their SHA-256.
+    pub async fn put_artifact(&self, upload: Uuid, path: &str, data: &[u8]) -> Resp {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(data));
+        let req = self
+            .request(Method::PUT, &format!("/api/v1/uploads/{upload}/artifacts/{path}"))
+            .header("x-petrel-sha256", sha)
+            .header("content-type", "application/octet-stream")
+            .body(data.to_vec());
+        Self::read(req.send().await.expect("request sent")).await
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, None).await
     }
@@ -181,6 +193,44 @@ impl Api<'_> {
             .post(&format!("/api/v1/tenants/{tenant}/members"), json!({"username": username, "role": role}))
             .await
             .expect(201);
+    }
+
+    /// A job of `tenant`; `public` makes it readable by anyone.
+    pub async fn job(&self, tenant: Uuid, name: &str, public: bool) -> Uuid {
+        let visibility = if public { "public" } else { "private" };
+        self.admin
+            .post(
+                &format!("/api/v1/tenants/{tenant}/jobs"),
+                json!({"name": name, "platforms": ["debian-12-x86_64"], "visibility": visibility}),
+            )
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// Opens an upload of a successful build of `job` that finished now (so later uploads are
+    /// newer); returns the upload's id.
+    pub async fn open_upload(client: &Client, job: Uuid) -> Uuid {
+        let now = chrono::Utc::now();
+        let started = now - chrono::Duration::seconds(60);
+        client
+            .post(
+                &format!("/api/v1/jobs/{job}/uploads"),
+                json!({"platform": "debian-12-x86_64", "started_at": started, "finished_at": now,
+                       "result": {"kind": "exited", "code": 0}}),
+            )
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// Uploads and finalizes a build of `job` with these files; returns the build.
+    pub async fn build(client: &Client, job: Uuid, files: &[(&str, &[u8])]) -> Value {
+        let upload = Self::open_upload(client, job).await;
+        for (path, data) in files {
+            client.put_artifact(upload, path, data).await.expect(201);
+        }
+        client.post(&format!("/api/v1/uploads/{upload}/finalize"), json!({})).await.expect(201).body
     }
 
     /// A token created by `client` for `tenant` with `role`; returns (id, secret).

@@ -54,15 +54,22 @@ fn every_operation_has_an_id_tag_summary_security_and_errors() {
             }
             if op.get("requestBody").is_some() {
                 assert!(responses.contains_key("400"), "{at}: takes a body but documents no 400");
-                let schema = &op["requestBody"]["content"]["application/json"]["schema"]["$ref"];
-                let name = schema
-                    .as_str()
-                    .and_then(|r| r.rsplit('/').next())
-                    .unwrap_or_else(|| panic!("{at}: body schema"));
-                assert!(
-                    doc["components"]["schemas"][name].get("example").is_some(),
-                    "{at}: request body schema {name} has no example"
-                );
+                let content = op["requestBody"]["content"].as_object().unwrap();
+                if let Some(json) = content.get("application/json") {
+                    let name = json["schema"]["$ref"]
+                        .as_str()
+                        .and_then(|r| r.rsplit('/').next())
+                        .unwrap_or_else(|| panic!("{at}: body schema"));
+                    assert!(
+                        doc["components"]["schemas"][name].get("example").is_some(),
+                        "{at}: request body schema {name} has no example"
+                    );
+                } else {
+                    assert!(
+                        content.contains_key("application/octet-stream"),
+                        "{at}: body is neither JSON nor bytes"
+                    );
+                }
             }
             for (status, response) in responses {
                 if status.starts_with('4') || status.starts_with('5') {

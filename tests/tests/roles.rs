@@ -33,6 +33,11 @@ enum Need {
     SelfOrAdmin,
     /// The target is a token created by the administrator for tenant A.
     TokenOfTenantOwner,
+    /// Readable without signing in (public lists).
+    Public,
+    /// A private object of tenant A read through a route open to anonymous callers: those
+    /// without access get 404, never 401.
+    ReadPrivate,
 }
 
 struct Ctx {
@@ -41,6 +46,9 @@ struct Ctx {
     tenant_a: Uuid,
     owner_a: Uuid,
     viewer_a: Uuid,
+    job_a: Uuid,
+    build_a: Uuid,
+    sha_a: String,
 }
 
 fn rank(who: Who) -> u8 {
@@ -74,6 +82,26 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/tenants/{tenant_id}/tokens", Need::Role(3), 200),
     ("GET", "/api/v1/tenants/{tenant_id}/audit", Need::Role(3), 200),
     ("GET", "/api/v1/audit", Need::Admin, 200),
+    ("GET", "/api/v1/jobs", Need::Public, 200),
+    ("GET", "/api/v1/tenants/{tenant_id}/jobs", Need::Role(1), 200),
+    ("POST", "/api/v1/tenants/{tenant_id}/jobs", Need::Role(2), 201),
+    ("GET", "/api/v1/jobs/{job_id}", Need::ReadPrivate, 200),
+    ("PATCH", "/api/v1/jobs/{job_id}", Need::Role(2), 200),
+    ("DELETE", "/api/v1/jobs/{job_id}", Need::Role(3), 204),
+    ("GET", "/api/v1/builds", Need::Public, 200),
+    ("GET", "/api/v1/builds/{build_id}", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/artifacts", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/files/{path}", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/console", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/inputs", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/hash/{sha256}", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/compare/{left_id}/{right_id}", Need::ReadPrivate, 200),
+    ("POST", "/api/v1/jobs/{job_id}/uploads", Need::Role(2), 201),
+    ("GET", "/api/v1/uploads/{upload_id}", Need::Role(2), 200),
+    ("PUT", "/api/v1/uploads/{upload_id}/artifacts/{path}", Need::Role(2), 201),
+    ("POST", "/api/v1/uploads/{upload_id}/console", Need::Role(2), 204),
+    ("POST", "/api/v1/uploads/{upload_id}/finalize", Need::Role(2), 201),
+    ("DELETE", "/api/v1/uploads/{upload_id}", Need::Role(2), 204),
 ];
 
 /// Public routes and the session routes covered by tests/auth.rs.
@@ -128,16 +156,56 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
             let (id, _) = Api::token(&ctx.admin, a, "viewer").await;
             (format!("/api/v1/tokens/{id}"), None)
         }
-        t => (t.replace("{tenant_id}", &a.to_string()), None),
+        "/api/v1/tenants/{tenant_id}/jobs" if method == Method::POST => {
+            (format!("/api/v1/tenants/{a}/jobs"), Some(json!({"name": format!("job-{n}")})))
+        }
+        "/api/v1/jobs/{job_id}" if method == Method::PATCH => {
+            (format!("/api/v1/jobs/{}", ctx.job_a), Some(json!({"synopsis": "changed"})))
+        }
+        "/api/v1/jobs/{job_id}" if method == Method::DELETE => {
+            let job = api.job(a, &format!("doomed-job-{n}"), false).await;
+            (format!("/api/v1/jobs/{job}"), None)
+        }
+        "/api/v1/jobs/{job_id}/uploads" => (
+            format!("/api/v1/jobs/{}/uploads", ctx.job_a),
+            Some(
+                json!({"platform": "p", "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+                        "result": {"kind": "exited", "code": 0}}),
+            ),
+        ),
+        t if t.starts_with("/api/v1/uploads/{upload_id}") => {
+            let upload = Api::open_upload(&ctx.admin, ctx.job_a).await;
+            let body = match t {
+                "/api/v1/uploads/{upload_id}/console" => Some(json!({"lines": [{"at_ms": 1, "text": "hi"}]})),
+                _ if method == Method::POST => Some(json!({})),
+                _ => None,
+            };
+            (t.replace("{upload_id}", &upload.to_string()).replace("{path}", "bin/x.hvt"), body)
+        }
+        t => (
+            t.replace("{tenant_id}", &a.to_string())
+                .replace("{job_id}", &ctx.job_a.to_string())
+                .replace("{build_id}", &ctx.build_a.to_string())
+                .replace("{sha256}", &ctx.sha_a)
+                .replace("{left_id}", &ctx.build_a.to_string())
+                .replace("{right_id}", &ctx.build_a.to_string())
+                .replace("{path}", "bin/a.hvt"),
+            None,
+        ),
     };
     (method, path, body)
 }
 
 fn expected(who: Who, need: Need, success: u16) -> (u16, Option<&'static str>) {
-    if who == Who::Anonymous {
-        return (401, Some("unauthenticated"));
+    match (need, who) {
+        (Need::Public, _) => return (success, None),
+        (Need::ReadPrivate, Who::Admin | Who::Owner | Who::Operator | Who::Viewer) => return (success, None),
+        (Need::ReadPrivate, _) => return (404, Some("not-found")),
+        (_, Who::Anonymous) => return (401, Some("unauthenticated")),
+        _ => {}
     }
     match need {
+        Need::Public | Need::ReadPrivate => unreachable!("answered above"),
         Need::AnyUser => (success, None),
         Need::Admin => {
             if who == Who::Admin {
@@ -175,7 +243,11 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
     api.member(tenant_a, "operator-a", "operator").await;
     api.member(tenant_b, "owner-b", "owner").await;
     let anonymous = admin.anonymous();
-    let ctx = Ctx { _server: s, admin: admin.clone(), tenant_a, owner_a, viewer_a };
+    let job_a = api.job(tenant_a, "job-a", false).await;
+    let build = Api::build(&admin, job_a, &[("bin/a.hvt", b"unikernel a")]).await;
+    let build_a = build["id"].as_str().unwrap().parse().unwrap();
+    let sha_a = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let ctx = Ctx { _server: s, admin: admin.clone(), tenant_a, owner_a, viewer_a, job_a, build_a, sha_a };
 
     let mut n = 0;
     let mut failures = Vec::new();
@@ -191,7 +263,12 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
                 Who::Admin => &admin,
             };
             let (m, path, body) = prepare(&ctx, method, template, n).await;
-            let r: Resp = client.send(m, &path, body).await;
+            let r: Resp = if *template == "/api/v1/uploads/{upload_id}/artifacts/{path}" {
+                let upload: Uuid = path.split('/').nth(4).unwrap().parse().unwrap();
+                client.put_artifact(upload, "bin/x.hvt", b"bytes").await
+            } else {
+                client.send(m, &path, body).await
+            };
             let (status, code) = expected(who, *need, *success);
             let code_ok = code.is_none_or(|c| r.body["code"] == c);
             if r.status != status || !code_ok {

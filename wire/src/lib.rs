@@ -5,6 +5,7 @@
 //! the `utoipa::ToSchema` derives here.
 
 pub mod audit;
+pub mod builds;
 pub mod compare;
 pub mod graph;
 pub mod identity;

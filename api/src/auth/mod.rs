@@ -5,6 +5,7 @@
 //! so a query that forgets the caller's tenant does not compile.
 
 pub mod password;
+pub mod read;
 pub mod secret;
 pub mod session;
 

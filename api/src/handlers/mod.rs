@@ -2,10 +2,15 @@
 
 pub mod audit;
 pub mod auth;
+pub mod builds;
+pub mod compare;
+pub mod compat;
 pub mod health;
+pub mod jobs;
 pub mod members;
 pub mod tenants;
 pub mod tokens;
+pub mod uploads;
 pub mod users;
 
 use petrel_wire::identity::Role;

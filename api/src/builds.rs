@@ -1,0 +1,203 @@
+//! Turning a finalized upload into a build: reading the recorded inputs it carries (as rows,
+//! with its `input_id`) and inserting everything in the caller's transaction.
+
+use petrel_inputs::input_id::{InputFiles, input_id};
+use petrel_inputs::system_packages::PackageFormat;
+use petrel_wire::builds::{BuildResult, OpenUpload};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::auth::TenantScope;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Recorded input files are small; anything larger is not what orb writes.
+const MAX_INPUT_FILE: usize = 64 * 1024 * 1024;
+
+/// What a build recorded about its inputs, parsed.
+#[derive(Debug, Default)]
+pub struct RecordedInputs {
+    pub input_id: Option<[u8; 32]>,
+    pub environment: Vec<(String, String)>,
+    /// (ecosystem, name, version)
+    pub packages: Vec<(String, String, String)>,
+}
+
+impl RecordedInputs {
+    /// Reads and parses the upload's `opam-switch`, `build-environment`, `system-packages` and
+    /// `Cargo.lock`. A file that does not parse is refused with the reason.
+    pub async fn read(state: &AppState, upload_id: Uuid) -> Result<RecordedInputs, ApiError> {
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT path, sha256 FROM upload_artifacts
+              WHERE upload_id = $1 AND path IN ('opam-switch', 'build-environment', 'system-packages', 'Cargo.lock')",
+        )
+        .bind(upload_id)
+        .fetch_all(&state.db)
+        .await?;
+        let mut files: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        for (path, sha) in rows {
+            let bytes = state
+                .store
+                .read_all(&sha, MAX_INPUT_FILE)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            files.insert(path, bytes);
+        }
+        Self::parse(&files)
+    }
+
+    pub fn parse(files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<RecordedInputs, ApiError> {
+        let get = |name: &str| files.get(name).map(Vec::as_slice);
+        let refuse = |name: &str, e: &dyn std::fmt::Display| {
+            ApiError::field(format!("artifacts/{name}"), e.to_string())
+        };
+        let mut inputs = RecordedInputs {
+            input_id: input_id(&InputFiles {
+                opam_switch: get("opam-switch"),
+                build_environment: get("build-environment"),
+                system_packages: get("system-packages"),
+                cargo_lock: get("Cargo.lock"),
+            }),
+            ..Default::default()
+        };
+        if let Some(bytes) = get("build-environment") {
+            let env = petrel_inputs::environment::parse_environment(bytes)
+                .map_err(|e| refuse("build-environment", &e))?;
+            inputs.environment = env.into_iter().collect();
+        }
+        if let Some(bytes) = get("system-packages") {
+            let parsed = petrel_inputs::system_packages::parse_system_packages(bytes)
+                .map_err(|e| refuse("system-packages", &e))?;
+            let ecosystem = match parsed.format {
+                PackageFormat::FreeBsd => "freebsd",
+                PackageFormat::Debian => "debian",
+                PackageFormat::Empty | PackageFormat::Mixed => "system",
+            };
+            inputs.packages.extend(parsed.packages.into_iter().map(|(n, v)| (ecosystem.to_string(), n, v)));
+        }
+        if let Some(bytes) = get("opam-switch") {
+            let switch =
+                petrel_inputs::opam::parse_switch_export(bytes).map_err(|e| refuse("opam-switch", &e))?;
+            inputs
+                .packages
+                .extend(switch.installed.into_iter().map(|a| ("opam".to_string(), a.name, a.version)));
+        }
+        if let Some(bytes) = get("Cargo.lock") {
+            let lock =
+                petrel_inputs::cargo_lock::parse_cargo_lock(bytes).map_err(|e| refuse("Cargo.lock", &e))?;
+            inputs
+                .packages
+                .extend(lock.packages.into_iter().map(|p| ("cargo".to_string(), p.name, p.version)));
+        }
+        inputs.packages.sort();
+        inputs.packages.dedup();
+        Ok(inputs)
+    }
+}
+
+/// The single file directly under `bin/`, as builder-web defines a build's main binary.
+pub fn main_binary<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut bins =
+        paths.into_iter().filter(|p| p.strip_prefix("bin/").is_some_and(|rest| !rest.contains('/')));
+    match (bins.next(), bins.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
+/// Inserts the build of an upload with its artifacts, console and inputs.
+pub async fn insert_build(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantScope,
+    job_id: Uuid,
+    build_id: Uuid,
+    upload_id: Uuid,
+    meta: &OpenUpload,
+    inputs: &RecordedInputs,
+) -> Result<(), ApiError> {
+    let paths: Vec<String> =
+        sqlx::query_scalar("SELECT path FROM upload_artifacts WHERE upload_id = $1 ORDER BY path")
+            .bind(upload_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    let main = main_binary(paths.iter().map(String::as_str));
+    let (kind, code, message) = match &meta.result {
+        BuildResult::Exited { code } => ("exited", Some(*code), None),
+        BuildResult::Signalled { signal } => ("signalled", Some(*signal), None),
+        BuildResult::Stopped { signal } => ("stopped", Some(*signal), None),
+        BuildResult::Message { message } => ("message", None, Some(message.as_str())),
+    };
+    let status = if matches!(meta.result, BuildResult::Exited { code: 0 }) { "succeeded" } else { "failed" };
+    sqlx::query(
+        "INSERT INTO builds (id, tenant_id, job_id, platform, status, result_kind, result_code, result_message,
+                             queued_at, started_at, finished_at, worker, script, input_id, main_binary)
+         VALUES ($1, $2, $3, $4, $5::build_status, $6::build_result_kind, $7, $8, $9, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(build_id)
+    .bind(tenant.tenant_id())
+    .bind(job_id)
+    .bind(&meta.platform)
+    .bind(status)
+    .bind(kind)
+    .bind(code)
+    .bind(message)
+    .bind(meta.started_at)
+    .bind(meta.finished_at)
+    .bind(&meta.worker)
+    .bind(&meta.script)
+    .bind(inputs.input_id.map(|id| id.to_vec()))
+    .bind(main)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO build_artifacts (build_id, path, sha256, size)
+         SELECT $1, path, sha256, size FROM upload_artifacts WHERE upload_id = $2",
+    )
+    .bind(build_id)
+    .bind(upload_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO build_console (build_id, number, at_ms, text)
+         SELECT $1, number, at_ms, text FROM upload_console WHERE upload_id = $2",
+    )
+    .bind(build_id)
+    .bind(upload_id)
+    .execute(&mut **tx)
+    .await?;
+    let (keys, values): (Vec<&str>, Vec<&str>) =
+        inputs.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
+    sqlx::query("INSERT INTO build_environment (build_id, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])")
+        .bind(build_id)
+        .bind(&keys)
+        .bind(&values)
+        .execute(&mut **tx)
+        .await?;
+    let ecosystems: Vec<&str> = inputs.packages.iter().map(|p| p.0.as_str()).collect();
+    let names: Vec<&str> = inputs.packages.iter().map(|p| p.1.as_str()).collect();
+    let versions: Vec<&str> = inputs.packages.iter().map(|p| p.2.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO build_packages (build_id, ecosystem, name, version)
+         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(build_id)
+    .bind(&ecosystems)
+    .bind(&names)
+    .bind(&versions)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::main_binary;
+
+    #[test]
+    fn the_main_binary_is_the_only_file_directly_under_bin() {
+        assert_eq!(main_binary(["bin/a.hvt", "opam-switch"]), Some("bin/a.hvt"));
+        assert_eq!(main_binary(["bin/a.hvt", "bin/b.hvt"]), None);
+        assert_eq!(main_binary(["bin/x/a.hvt"]), None);
+        assert_eq!(main_binary(["a.hvt"]), None);
+    }
+}

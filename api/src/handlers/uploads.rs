@@ -1,0 +1,471 @@
+//! Staged, resumable uploads of a build: open, stream each artifact (hashed while written,
+//! verified against the declared SHA-256 and size), add console lines, then finalize in one
+//! transaction. Nothing is visible before finalize; retries of every step are harmless.
+
+use std::io::Write;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use petrel_wire::FieldError;
+use petrel_wire::builds::{Artifact, Build, BuildResult, ConsoleChunk, OpenUpload, Upload};
+use petrel_wire::identity::Role;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::builds::readable_build;
+use super::jobs::writable_job;
+use crate::audit::{self, Actor};
+use crate::auth::read::ReadScope;
+use crate::auth::{Caller, TenantScope};
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::server::AppState;
+use crate::validate;
+
+/// The header carrying an artifact's expected SHA-256 (hex).
+pub const SHA256_HEADER: &str = "x-petrel-sha256";
+const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+const MAX_CONSOLE_LINE: usize = 64 * 1024;
+const MAX_CONSOLE_LINES_PER_CHUNK: usize = 10_000;
+
+struct UploadRow {
+    tenant: TenantScope,
+    job_id: Uuid,
+    build_id: Uuid,
+    state: String,
+    metadata: OpenUpload,
+    expires_at: DateTime<Utc>,
+}
+
+async fn writable_upload(db: &PgPool, caller: &Caller, upload_id: Uuid) -> Result<UploadRow, ApiError> {
+    let row: Option<(Uuid, Uuid, Uuid, String, serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT tenant_id, job_id, build_id, state, metadata, expires_at FROM uploads WHERE id = $1",
+    )
+    .bind(upload_id)
+    .fetch_optional(db)
+    .await?;
+    let (tenant_id, job_id, build_id, state, metadata, expires_at) =
+        row.ok_or(ApiError::NotFound("upload"))?;
+    let tenant = caller.tenant(db, tenant_id, Role::Operator).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("upload"),
+        other => other,
+    })?;
+    let metadata = serde_json::from_value(metadata).map_err(ApiError::internal)?;
+    Ok(UploadRow { tenant, job_id, build_id, state, metadata, expires_at })
+}
+
+fn require_open(upload: &UploadRow) -> Result<(), ApiError> {
+    match upload.state.as_str() {
+        "open" if upload.expires_at > Utc::now() => Ok(()),
+        "open" => Err(ApiError::conflict("upload-expired", "the upload expired; open a new one")),
+        "finalized" => Err(ApiError::conflict("upload-finalized", "the upload is finalized already")),
+        _ => Err(ApiError::conflict("upload-aborted", "the upload was aborted")),
+    }
+}
+
+async fn upload_view(db: &PgPool, upload_id: Uuid, upload: &UploadRow) -> Result<Upload, ApiError> {
+    let rows: Vec<(String, Vec<u8>, i64)> =
+        sqlx::query_as("SELECT path, sha256, size FROM upload_artifacts WHERE upload_id = $1 ORDER BY path")
+            .bind(upload_id)
+            .fetch_all(db)
+            .await?;
+    Ok(Upload {
+        id: upload_id,
+        job_id: upload.job_id,
+        build_id: upload.build_id,
+        state: upload.state.clone(),
+        artifacts: rows
+            .into_iter()
+            .map(|(path, sha, size)| Artifact { path, sha256: hex::encode(sha), size, available: true })
+            .collect(),
+        expires_at: upload.expires_at,
+    })
+}
+
+/// Open an upload of one build of the job (operators). Opening again with the same
+/// `build_id` while the upload is open returns it (for retries).
+#[utoipa::path(
+    tag = "uploads",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    request_body = OpenUpload,
+    responses(
+        (status = 201, description = "Opened", body = Upload),
+        (status = 200, description = "Already open (a retry)", body = Upload),
+        (status = 409, description = "That build exists already", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/jobs/{job_id}/uploads")]
+pub async fn open_upload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Json(body): Json<OpenUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, job) = writable_job(&state.db, &caller, path.into_inner(), Role::Operator).await?;
+    let mut errors = Vec::new();
+    if let Err(m) = validate::platform(&body.platform) {
+        errors.push(FieldError::new("platform", m));
+    }
+    if body.finished_at < body.started_at {
+        errors.push(FieldError::new("finished_at", "is before started_at"));
+    }
+    if body.script.as_ref().is_some_and(|s| s.len() > MAX_SCRIPT_BYTES) {
+        errors.push(FieldError::new("script", "at most 1 MiB"));
+    }
+    if body.worker.as_ref().is_some_and(|w| validate::display_name(w).is_err()) {
+        errors.push(FieldError::new("worker", "must be 1 to 100 printable characters"));
+    }
+    if let BuildResult::Message { message } = &body.result
+        && message.len() > 4096
+    {
+        errors.push(FieldError::new("result.message", "at most 4096 bytes"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::fields(errors));
+    }
+    let build_id = body.build_id.unwrap_or_else(Uuid::new_v4);
+    let existing: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT id, job_id FROM uploads WHERE build_id = $1")
+        .bind(build_id)
+        .fetch_optional(&state.db)
+        .await?;
+    if let Some((upload_id, job_id)) = existing {
+        let upload = writable_upload(&state.db, &caller, upload_id).await?;
+        if job_id != job.id || upload.state != "open" {
+            return Err(ApiError::conflict("build-exists", "an upload of this build exists already"));
+        }
+        return Ok(HttpResponse::Ok().json(upload_view(&state.db, upload_id, &upload).await?));
+    }
+    let built: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM builds WHERE id = $1)")
+        .bind(build_id)
+        .fetch_one(&state.db)
+        .await?;
+    if built {
+        return Err(ApiError::conflict("build-exists", "a build with this id exists already"));
+    }
+    let id = Uuid::new_v4();
+    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING expires_at",
+    )
+    .bind(id)
+    .bind(tenant.tenant_id())
+    .bind(job.id)
+    .bind(build_id)
+    .bind(serde_json::to_value(&body).map_err(ApiError::internal)?)
+    .bind(caller.user_id)
+    .bind(state.config.upload_ttl.as_secs_f64())
+    .fetch_one(&state.db)
+    .await?;
+    Ok(HttpResponse::Created().json(Upload {
+        id,
+        job_id: job.id,
+        build_id,
+        state: "open".into(),
+        artifacts: Vec::new(),
+        expires_at,
+    }))
+}
+
+/// The upload's state and the artifacts received so far (to resume after an interruption).
+#[utoipa::path(
+    tag = "uploads",
+    params(("upload_id" = Uuid, Path, description = "The upload's id")),
+    responses((status = 200, description = "The upload", body = Upload)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/uploads/{upload_id}")]
+pub async fn get_upload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let upload_id = path.into_inner();
+    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    Ok(HttpResponse::Ok().json(upload_view(&state.db, upload_id, &upload).await?))
+}
+
+/// Removes a staged file however the handler ends.
+struct StagedFile(std::path::PathBuf);
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Stream one artifact. Send its SHA-256 (hex) in `X-Petrel-Sha256`; the body is hashed while
+/// it is written to a staging file and stored only when hash and size match. Sending the same
+/// path again replaces it.
+#[utoipa::path(
+    tag = "uploads",
+    params(
+        ("upload_id" = Uuid, Path, description = "The upload's id"),
+        ("path" = String, Path, description = "The artifact's path in the build, e.g. bin/hello.hvt"),
+        ("x-petrel-sha256" = String, Header, description = "Hex SHA-256 of the body"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Stored", body = Artifact),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[put("/uploads/{upload_id}/artifacts/{path:.*}")]
+pub async fn put_artifact(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(Uuid, String)>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (upload_id, file) = path.into_inner();
+    validate::artifact_path(&file).map_err(|m| ApiError::field("path", m))?;
+    let expected = req
+        .headers()
+        .get(SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::field(SHA256_HEADER, "is required: the hex SHA-256 of the body"))
+        .and_then(|v| super::builds::parse_sha256(SHA256_HEADER, v))?;
+    let declared_size = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    require_open(&upload)?;
+    let limits = &state.config;
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(sum(size), 0)::bigint FROM upload_artifacts WHERE upload_id = $1 AND path <> $2",
+    )
+    .bind(upload_id)
+    .bind(&file)
+    .fetch_one(&state.db)
+    .await?;
+    let allowed = limits.max_artifact_bytes.min(limits.max_build_bytes.saturating_sub(others as u64));
+    if declared_size.is_some_and(|n| n > allowed) {
+        return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
+    }
+
+    let staged = StagedFile(state.store.staging.join(format!("{upload_id}-{}.part", Uuid::new_v4())));
+    let mut out = std::fs::File::create(&staged.0).map_err(ApiError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut written: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest {
+            code: "body-unreadable",
+            detail: "the upload was interrupted".into(),
+            errors: vec![],
+        })?;
+        written += chunk.len() as u64;
+        if written > allowed {
+            return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
+        }
+        hasher.update(&chunk);
+        // Blocking writes of at most one chunk: cheap next to the network, and simpler than a
+        // second task.
+        out.write_all(&chunk).map_err(ApiError::internal)?;
+    }
+    out.sync_all().map_err(ApiError::internal)?;
+    drop(out);
+    if declared_size.is_some_and(|n| n != written) {
+        return Err(ApiError::field("content-length", "the body is shorter than declared"));
+    }
+    let actual = hasher.finalize().to_vec();
+    if actual != expected {
+        return Err(ApiError::field(
+            SHA256_HEADER,
+            format!("does not match the body, whose SHA-256 is {}", hex::encode(&actual)),
+        ));
+    }
+    // The row comes first (not yet stored), so a crash between the two leaves a row that
+    // clean-up finds and removes together with whatever reached the store.
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, stored) VALUES ($1, $2, false) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(&actual)
+    .bind(written as i64)
+    .execute(&state.db)
+    .await?;
+    let stored: bool = sqlx::query_scalar("SELECT stored FROM blobs WHERE sha256 = $1")
+        .bind(&actual)
+        .fetch_one(&state.db)
+        .await?;
+    if !stored {
+        state.store.put_file(&actual, &staged.0).await.map_err(|e| ApiError::internal(e.to_string()))?;
+        sqlx::query("UPDATE blobs SET stored = true WHERE sha256 = $1")
+            .bind(&actual)
+            .execute(&state.db)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO upload_artifacts (upload_id, path, sha256, size) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (upload_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256, size = EXCLUDED.size",
+    )
+    .bind(upload_id)
+    .bind(&file)
+    .bind(&actual)
+    .bind(written as i64)
+    .execute(&state.db)
+    .await?;
+    Ok(HttpResponse::Created().json(Artifact {
+        path: file,
+        sha256: hex::encode(actual),
+        size: written as i64,
+        available: true,
+    }))
+}
+
+fn too_large(artifact: u64, build: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "artifacts are limited to {artifact} bytes each and {build} bytes per build"
+    ))
+}
+
+/// Append console lines (in order; send chunks one after another).
+#[utoipa::path(
+    tag = "uploads",
+    params(("upload_id" = Uuid, Path, description = "The upload's id")),
+    request_body = ConsoleChunk,
+    responses((status = 204, description = "Appended")),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/uploads/{upload_id}/console")]
+pub async fn append_console(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Json(body): Json<ConsoleChunk>,
+) -> Result<HttpResponse, ApiError> {
+    let upload_id = path.into_inner();
+    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    require_open(&upload)?;
+    if body.lines.len() > MAX_CONSOLE_LINES_PER_CHUNK {
+        return Err(ApiError::field(
+            "lines",
+            format!("at most {MAX_CONSOLE_LINES_PER_CHUNK} lines per request"),
+        ));
+    }
+    for (i, line) in body.lines.iter().enumerate() {
+        if line.text.len() > MAX_CONSOLE_LINE || line.text.contains('\0') {
+            return Err(ApiError::field(format!("lines[{i}].text"), "at most 64 KiB, without NUL"));
+        }
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE").bind(upload_id).execute(&mut *tx).await?;
+    let next: i64 =
+        sqlx::query_scalar("SELECT COALESCE(max(number) + 1, 0) FROM upload_console WHERE upload_id = $1")
+            .bind(upload_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let numbers: Vec<i64> = (0..body.lines.len() as i64).map(|i| next + i).collect();
+    let at: Vec<i64> = body.lines.iter().map(|l| l.at_ms).collect();
+    let texts: Vec<&str> = body.lines.iter().map(|l| l.text.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO upload_console (upload_id, number, at_ms, text)
+         SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[])",
+    )
+    .bind(upload_id)
+    .bind(&numbers)
+    .bind(&at)
+    .bind(&texts)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Make the build visible, in one transaction. Finalizing again returns the same build.
+#[utoipa::path(
+    tag = "uploads",
+    params(("upload_id" = Uuid, Path, description = "The upload's id")),
+    responses(
+        (status = 201, description = "The new build", body = Build),
+        (status = 200, description = "Finalized before (a retry)", body = Build),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/uploads/{upload_id}/finalize")]
+pub async fn finalize_upload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let upload_id = path.into_inner();
+    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    let scope = ReadScope::of(Some(&caller), &state.db).await?;
+    if upload.state == "finalized" {
+        return Ok(HttpResponse::Ok().json(readable_build(&state.db, &scope, upload.build_id).await?));
+    }
+    require_open(&upload)?;
+    let inputs = crate::builds::RecordedInputs::read(&state, upload_id).await?;
+    let mut tx = state.db.begin().await?;
+    let st: String = sqlx::query_scalar("SELECT state FROM uploads WHERE id = $1 FOR UPDATE")
+        .bind(upload_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if st != "open" {
+        // Another request finalized or aborted it meanwhile.
+        drop(tx);
+        return Ok(HttpResponse::Ok().json(readable_build(&state.db, &scope, upload.build_id).await?));
+    }
+    crate::builds::insert_build(
+        &mut tx,
+        &upload.tenant,
+        upload.job_id,
+        upload.build_id,
+        upload_id,
+        &upload.metadata,
+        &inputs,
+    )
+    .await?;
+    sqlx::query("UPDATE uploads SET state = 'finalized' WHERE id = $1")
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut *tx,
+        Some(upload.tenant.tenant_id()),
+        &Actor::from(&caller),
+        "build.upload",
+        Some(upload.build_id.to_string()),
+        serde_json::json!({"job_id": upload.job_id, "platform": upload.metadata.platform}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(readable_build(&state.db, &scope, upload.build_id).await?))
+}
+
+/// Abandon an upload. What it stored is removed by the next clean-up unless a build uses it.
+#[utoipa::path(
+    tag = "uploads",
+    params(("upload_id" = Uuid, Path, description = "The upload's id")),
+    responses((status = 204, description = "Aborted")),
+    security(("bearer" = []), ("session" = []))
+)]
+#[delete("/uploads/{upload_id}")]
+pub async fn abort_upload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let upload_id = path.into_inner();
+    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    if upload.state == "finalized" {
+        return Err(ApiError::conflict("upload-finalized", "the upload is finalized already"));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE uploads SET state = 'aborted' WHERE id = $1 AND state = 'open'")
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM upload_console WHERE upload_id = $1").bind(upload_id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,15 @@
+DROP TABLE upload_console;
+DROP TABLE upload_artifacts;
+DROP TABLE uploads;
+DROP TABLE build_packages;
+DROP TABLE build_environment;
+DROP TABLE build_console;
+DROP TABLE build_artifacts;
+DROP TABLE builds;
+DROP TABLE blobs;
+DROP TABLE jobs;
+DROP VIEW tenant_paths;
+DROP TYPE build_result_kind;
+DROP TYPE build_status;
+DROP TYPE job_schedule;
+DROP TYPE job_visibility;
