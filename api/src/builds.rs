@@ -95,6 +95,45 @@ impl RecordedInputs {
     }
 }
 
+/// Where a verified blob's bytes are.
+pub enum BlobSource<'a> {
+    File(&'a std::path::Path),
+    Bytes(Vec<u8>),
+}
+
+/// Records and stores a verified blob once. The row comes first (not yet stored), so a crash
+/// between the two leaves a row that clean-up finds and removes with whatever reached the store.
+pub async fn store_blob(
+    state: &AppState,
+    sha256: &[u8],
+    size: i64,
+    source: BlobSource<'_>,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, stored) VALUES ($1, $2, false) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(size)
+    .execute(&state.db)
+    .await?;
+    let stored: bool = sqlx::query_scalar("SELECT stored FROM blobs WHERE sha256 = $1")
+        .bind(sha256)
+        .fetch_one(&state.db)
+        .await?;
+    if !stored {
+        let put = match source {
+            BlobSource::File(path) => state.store.put_file(sha256, path).await,
+            BlobSource::Bytes(bytes) => state.store.put_bytes(sha256, bytes).await,
+        };
+        put.map_err(|e| ApiError::internal(e.to_string()))?;
+        sqlx::query("UPDATE blobs SET stored = true WHERE sha256 = $1")
+            .bind(sha256)
+            .execute(&state.db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The single file directly under `bin/`, as builder-web defines a build's main binary.
 pub fn main_binary<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut bins =

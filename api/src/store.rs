@@ -105,6 +105,12 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Stores bytes already in memory (small artifacts, builder's ASN.1 uploads).
+    pub async fn put_bytes(&self, sha256: &[u8], bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put(&self.key(sha256), PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
     /// The blob's bytes as a stream of chunks.
     pub async fn get(
         &self,

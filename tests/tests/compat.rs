@@ -76,3 +76,95 @@ async fn private_jobs_resolve_only_for_their_tenant_and_shared_names_need_qualif
     // Anonymous callers see only the public one, so the bare name is enough for them.
     assert!(location(&anon, "/job/dns/build/latest").await.starts_with("/job/beta:dns/build/"));
 }
+
+fn exec_record(uuid: uuid::Uuid, outputs: Vec<(&str, &[u8])>) -> Vec<u8> {
+    use petrel_inputs::exec::{ConsoleLine, Exec, ExecJob, ExecOutput, ExecResult};
+    let started = chrono::DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z").unwrap().to_utc();
+    Exec {
+        job: ExecJob {
+            name: "dns".into(),
+            script: "#!/bin/sh\norb build dns".into(),
+            platform: Some("ubuntu-20.04".into()),
+        },
+        uuid: *uuid.as_bytes(),
+        console: vec![
+            ConsoleLine { delta_ns: 1_000_000, line: "start".into() },
+            ConsoleLine { delta_ns: 2_500_000_000, line: "done".into() },
+        ],
+        started,
+        finished: started + chrono::Duration::seconds(90),
+        result: ExecResult::Exited(0),
+        outputs: outputs.into_iter().map(|(p, d)| ExecOutput { path: p.into(), data: d.to_vec() }).collect(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn builder_server_uploads_asn1_records_with_a_token_as_basic_password() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let robur = api.tenant("robur", None).await;
+    let (_, token) = Api::token(&admin, robur, "operator").await;
+    let (_, viewer_token) = Api::token(&admin, robur, "viewer").await;
+    let uuid = uuid::Uuid::new_v4();
+    let body =
+        exec_record(uuid, vec![("bin/dns.hvt", b"dns unikernel"), ("build-environment", b"OS=ubuntu\n")]);
+    let post = |auth: Option<(&str, &str)>, body: Vec<u8>| {
+        let mut req = admin.anonymous().request(reqwest::Method::POST, "/upload").body(body);
+        if let Some((user, pass)) = auth {
+            req = req.basic_auth(user, Some(pass));
+        }
+        async move { Client::read(req.send().await.unwrap()).await }
+    };
+    post(None, body.clone()).await.expect_problem(401, "unauthenticated");
+    post(Some(("builder", "petrel_wrong")), body.clone()).await.expect_problem(401, "unauthenticated");
+    post(Some(("builder", &viewer_token)), body.clone()).await.expect_problem(403, "insufficient-role");
+    post(Some(("builder", &token)), body.clone()).await.expect(201);
+    post(Some(("builder", &token)), body).await.expect_problem(409, "build-exists");
+
+    let build = admin.get(&format!("/api/v1/builds/{uuid}")).await.expect(200).body;
+    assert_eq!(build["job_name"], "dns");
+    assert_eq!(build["platform"], "ubuntu-20.04");
+    assert_eq!(build["status"], "succeeded");
+    assert_eq!(build["main_binary"]["path"], "bin/dns.hvt");
+    let console = admin.get(&format!("/api/v1/builds/{uuid}/console")).await.expect(200).body;
+    assert_eq!(console["items"][1]["at_ms"], 2500);
+    let inputs = admin.get(&format!("/api/v1/builds/{uuid}/inputs")).await.expect(200).body;
+    assert_eq!(inputs["environment"][0]["key"], "OS");
+
+    post(Some(("builder", &token)), b"not DER".to_vec()).await.expect_problem(400, "malformed-exec");
+    let evil = exec_record(uuid::Uuid::new_v4(), vec![("../../etc/passwd", b"x")]);
+    post(Some(("builder", &token)), evil).await.expect_problem(400, "validation-failed");
+    let builds: i64 = sqlx::query_scalar("SELECT count(*) FROM builds").fetch_one(&s.db.pool).await.unwrap();
+    assert_eq!(builds, 1, "refused uploads leave no build");
+}
+
+#[tokio::test]
+async fn a_raw_binary_upload_becomes_a_successful_build() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let robur = api.tenant("robur", None).await;
+    let (_, token) = Api::token(&admin, robur, "operator").await;
+    let bot = admin.with_token(&token);
+    let r = bot
+        .request(reqwest::Method::POST, "/job/fw/platform/debian-12/upload?binary_name=fw.hvt")
+        .body(b"firewall".to_vec());
+    let r = Client::read(r.send().await.unwrap()).await.expect(201);
+    let location = r.headers.get("location").unwrap().to_str().unwrap().to_string();
+    assert!(location.starts_with("/job/robur:fw/build/"), "{location}");
+    let file = location_of(&bot, &format!("{location}/main-binary")).await;
+    assert!(file.ends_with("/f/bin/fw.hvt"), "{file}");
+    let bytes = bot.request(reqwest::Method::GET, &file).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), b"firewall");
+    let bad = bot
+        .request(reqwest::Method::POST, "/job/fw/platform/debian-12/upload?binary_name=../x")
+        .body(b"x".to_vec());
+    Client::read(bad.send().await.unwrap()).await.expect_problem(400, "validation-failed");
+}
+
+async fn location_of(c: &Client, path: &str) -> String {
+    location(c, path).await
+}

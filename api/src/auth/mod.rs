@@ -27,7 +27,7 @@ use crate::server::AppState;
 pub struct Caller {
     pub user_id: Uuid,
     pub username: String,
-    user_is_admin: bool,
+    pub(crate) user_is_admin: bool,
     pub via: Via,
     /// The client's address, for the audit log and rate limits.
     pub ip: Option<String>,
@@ -113,9 +113,12 @@ impl Caller {
             return Ok(Some(Role::Owner));
         }
         let member_role = member_role.as_deref().and_then(Role::parse);
+        // An administrator holds the owner role everywhere, so a tenant token an administrator
+        // made acts in that tenant (confined to it and to its own role) like anyone else's.
+        let held = if self.user_is_admin { Some(Role::Owner) } else { member_role };
         Ok(match &self.via {
             Via::Session { .. } => member_role,
-            Via::Token(grant) => match (grant.tenant_id, grant.role, member_role) {
+            Via::Token(grant) => match (grant.tenant_id, grant.role, held) {
                 (Some(scope), Some(granted), Some(held)) if chain.contains(&scope) => Some(granted.min(held)),
                 _ => None,
             },

@@ -76,6 +76,21 @@ impl Caller {
             Via::Token(t) => t.tenant_id,
             Via::Session { .. } => None,
         };
+        if self.user_is_admin
+            && let Some(scope) = scope
+        {
+            // An administrator's tenant token reads that tenant's subtree (see `role_in`).
+            return Ok(sqlx::query_scalar(
+                "WITH RECURSIVE scope(id) AS (
+                     SELECT id FROM tenants WHERE id = $1
+                     UNION
+                     SELECT t.id FROM tenants t JOIN scope s ON t.parent_id = s.id)
+                 SELECT id FROM scope",
+            )
+            .bind(scope)
+            .fetch_all(db)
+            .await?);
+        }
         Ok(sqlx::query_scalar(
             "WITH RECURSIVE mine(id) AS (
                  SELECT tenant_id FROM memberships WHERE user_id = $1

@@ -23,7 +23,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/job/{job}/build/latest", web::get().to(latest))
         .route("/job/{job}/build/latest/{rest:.*}", web::get().to(latest_rest))
         .route("/job/{job}/build/{build_id}/main-binary", web::get().to(main_binary))
-        .route("/job/{job}/build/{build_id}/f/{path:.*}", web::get().to(file));
+        .route("/job/{job}/build/{build_id}/f/{path:.*}", web::get().to(file))
+        .route("/upload", web::post().to(upload_exec))
+        .route("/job/{job}/platform/{platform}/upload", web::post().to(upload_binary));
 }
 
 #[derive(Deserialize)]
@@ -163,4 +165,262 @@ async fn file(
         return Err(ApiError::NotFound("build"));
     }
     serve_artifact(&state, &req, build.id, &file).await
+}
+
+/// The tenant a builder-web style upload goes to: HTTP Basic with an API token as the password
+/// (as builder-server's `--upload https://user:TOKEN@host/upload`), or a Bearer token.
+async fn uploader(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<(crate::auth::Caller, crate::auth::TenantScope), ApiError> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let secret = if let Some(b64) = value.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap_or_default();
+        let text = String::from_utf8(decoded).unwrap_or_default();
+        text.split_once(':').map(|(_, password)| password.to_string()).unwrap_or_default()
+    } else {
+        value.strip_prefix("Bearer ").unwrap_or("").trim().to_string()
+    };
+    let ip = crate::auth::client_ip(req, state.config.trust_forwarded_for);
+    let caller = crate::auth::session::caller_from_token(&state.db, &secret, ip)
+        .await?
+        .ok_or(ApiError::Unauthenticated("uploads need an API token as the HTTP Basic password"))?;
+    let tenant = match &caller.via {
+        crate::auth::Via::Token(t) => t.tenant_id,
+        crate::auth::Via::Session { .. } => None,
+    }
+    .ok_or_else(|| ApiError::forbidden("tenant-token-required", "upload with a token made for one tenant"))?;
+    let scope = caller.tenant(&state.db, tenant, petrel_wire::identity::Role::Operator).await?;
+    Ok((caller, scope))
+}
+
+async fn read_body(state: &AppState, mut body: web::Payload) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    // builder sends a whole build in one message; it is decoded in memory, so it is bounded.
+    let limit = state.config.max_build_bytes.min(2 << 30) as usize;
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest {
+            code: "body-unreadable",
+            detail: "the upload was interrupted".into(),
+            errors: vec![],
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!("uploads are limited to {limit} bytes")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A job of the tenant by name, created (private) when it does not exist yet, as builder-web does.
+async fn job_for_upload(
+    state: &AppState,
+    tenant: &crate::auth::TenantScope,
+    name: &str,
+    platform: &str,
+) -> Result<Uuid, ApiError> {
+    crate::validate::job_name(name).map_err(|m| ApiError::field("job", m))?;
+    crate::validate::platform(platform).map_err(|m| ApiError::field("platform", m))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, name, platforms) VALUES ($1, $2, $3, ARRAY[$4]) ON CONFLICT (tenant_id, name) DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(tenant.tenant_id())
+    .bind(name)
+    .bind(platform)
+    .execute(&state.db)
+    .await?;
+    Ok(sqlx::query_scalar("SELECT id FROM jobs WHERE tenant_id = $1 AND name = $2")
+        .bind(tenant.tenant_id())
+        .bind(name)
+        .fetch_one(&state.db)
+        .await?)
+}
+
+/// One finished build, already in memory, stored and made visible in one go.
+struct WholeBuild {
+    meta: petrel_wire::builds::OpenUpload,
+    console: Vec<(i64, String)>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+async fn store_whole_build(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    tenant: &crate::auth::TenantScope,
+    job_id: Uuid,
+    build: WholeBuild,
+) -> Result<Uuid, ApiError> {
+    use sha2::Digest;
+    let build_id = build.meta.build_id.unwrap_or_else(Uuid::new_v4);
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM builds WHERE id = $1) OR EXISTS (SELECT 1 FROM uploads WHERE build_id = $1)",
+    )
+    .bind(build_id)
+    .fetch_one(&state.db)
+    .await?;
+    if exists {
+        return Err(ApiError::conflict("build-exists", "a build with this UUID exists already"));
+    }
+    let upload_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + interval '1 hour')",
+    )
+    .bind(upload_id)
+    .bind(tenant.tenant_id())
+    .bind(job_id)
+    .bind(build_id)
+    .bind(serde_json::to_value(&build.meta).map_err(ApiError::internal)?)
+    .bind(caller.user_id)
+    .execute(&state.db)
+    .await?;
+    for (path, data) in build.files {
+        let sha = sha2::Sha256::digest(&data).to_vec();
+        let size = data.len() as i64;
+        crate::builds::store_blob(state, &sha, size, crate::builds::BlobSource::Bytes(data)).await?;
+        sqlx::query(
+            "INSERT INTO upload_artifacts (upload_id, path, sha256, size) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (upload_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256, size = EXCLUDED.size",
+        )
+        .bind(upload_id)
+        .bind(&path)
+        .bind(&sha)
+        .bind(size)
+        .execute(&state.db)
+        .await?;
+    }
+    let numbers: Vec<i64> = (0..build.console.len() as i64).collect();
+    let (at, texts): (Vec<i64>, Vec<String>) = build.console.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO upload_console (upload_id, number, at_ms, text) SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[])",
+    )
+    .bind(upload_id)
+    .bind(&numbers)
+    .bind(&at)
+    .bind(&texts)
+    .execute(&state.db)
+    .await?;
+    let inputs = crate::builds::RecordedInputs::read(state, upload_id).await;
+    let mut tx = state.db.begin().await?;
+    let result = match inputs {
+        Ok(inputs) => {
+            crate::builds::insert_build(&mut tx, tenant, job_id, build_id, upload_id, &build.meta, &inputs)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        drop(tx);
+        // Nothing becomes visible: the upload is aborted and clean-up removes its blobs.
+        sqlx::query("UPDATE uploads SET state = 'aborted' WHERE id = $1")
+            .bind(upload_id)
+            .execute(&state.db)
+            .await?;
+        sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&state.db)
+            .await?;
+        return Err(e);
+    }
+    sqlx::query("UPDATE uploads SET state = 'finalized' WHERE id = $1")
+        .bind(upload_id)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(
+        &mut *tx,
+        Some(tenant.tenant_id()),
+        &crate::audit::Actor::from(caller),
+        "build.upload",
+        Some(build_id.to_string()),
+        serde_json::json!({"job_id": job_id, "platform": build.meta.platform, "via": "builder"}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(build_id)
+}
+
+/// `POST /upload`: builder's ASN.1 exec record, as builder-server sends it to builder-web.
+async fn upload_exec(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    use petrel_inputs::exec::{Exec, ExecResult, validate_output_path};
+    use petrel_wire::builds::{BuildResult, OpenUpload};
+    let (caller, tenant) = uploader(&state, &req).await?;
+    let bytes = read_body(&state, body).await?;
+    let exec = Exec::from_der(&bytes).map_err(|e| ApiError::BadRequest {
+        code: "malformed-exec",
+        detail: format!("the body is not builder's ASN.1 exec record: {e}"),
+        errors: vec![],
+    })?;
+    for output in &exec.outputs {
+        validate_output_path(&output.path)
+            .map_err(|e| ApiError::field(format!("outputs/{}", output.path.escape_debug()), e.to_string()))?;
+    }
+    let platform = exec.job.platform_or_default().to_string();
+    let job_id = job_for_upload(&state, &tenant, &exec.job.name, &platform).await?;
+    let result = match exec.result {
+        ExecResult::Exited(code) => BuildResult::Exited { code },
+        ExecResult::Signalled(signal) => BuildResult::Signalled { signal },
+        ExecResult::Stopped(signal) => BuildResult::Stopped { signal },
+        ExecResult::Message(message) => BuildResult::Message { message },
+    };
+    let meta = OpenUpload {
+        platform,
+        build_id: Some(Uuid::from_bytes(exec.uuid)),
+        started_at: exec.started,
+        finished_at: exec.finished.max(exec.started),
+        result,
+        script: Some(exec.job.script),
+        worker: None,
+    };
+    let console = exec.console.into_iter().map(|l| (l.delta_ns / 1_000_000, l.line)).collect();
+    let files = exec.outputs.into_iter().map(|o| (o.path, o.data)).collect();
+    store_whole_build(&state, &caller, &tenant, job_id, WholeBuild { meta, console, files }).await?;
+    Ok(HttpResponse::Created().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BinaryQuery {
+    binary_name: Option<String>,
+}
+
+/// `POST /job/:job/platform/:platform/upload?binary_name=N`: a binary built elsewhere becomes a
+/// successful build with one artifact `bin/N`.
+async fn upload_binary(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    Query(q): Query<BinaryQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (job, platform) = path.into_inner();
+    let (caller, tenant) = uploader(&state, &req).await?;
+    let name = q.binary_name.unwrap_or_else(|| format!("{job}.bin"));
+    if name.contains('/') || crate::validate::artifact_path(&name).is_err() {
+        return Err(ApiError::field("binary_name", "must be a plain file name"));
+    }
+    let bytes = read_body(&state, body).await?;
+    let job_id = job_for_upload(&state, &tenant, &job, &platform).await?;
+    let now = chrono::Utc::now();
+    let meta = petrel_wire::builds::OpenUpload {
+        platform,
+        build_id: None,
+        started_at: now,
+        finished_at: now,
+        result: petrel_wire::builds::BuildResult::Exited { code: 0 },
+        script: Some("# manually built and uploaded".into()),
+        worker: None,
+    };
+    let build = WholeBuild { meta, console: Vec::new(), files: vec![(format!("bin/{name}"), bytes)] };
+    let build_id = store_whole_build(&state, &caller, &tenant, job_id, build).await?;
+    let qualified = qualified_name(&state, job_id).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/job/{qualified}/build/{build_id}")))
+        .finish())
 }

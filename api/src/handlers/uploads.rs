@@ -280,26 +280,8 @@ pub async fn put_artifact(
             format!("does not match the body, whose SHA-256 is {}", hex::encode(&actual)),
         ));
     }
-    // The row comes first (not yet stored), so a crash between the two leaves a row that
-    // clean-up finds and removes together with whatever reached the store.
-    sqlx::query(
-        "INSERT INTO blobs (sha256, size, stored) VALUES ($1, $2, false) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(&actual)
-    .bind(written as i64)
-    .execute(&state.db)
-    .await?;
-    let stored: bool = sqlx::query_scalar("SELECT stored FROM blobs WHERE sha256 = $1")
-        .bind(&actual)
-        .fetch_one(&state.db)
+    crate::builds::store_blob(&state, &actual, written as i64, crate::builds::BlobSource::File(&staged.0))
         .await?;
-    if !stored {
-        state.store.put_file(&actual, &staged.0).await.map_err(|e| ApiError::internal(e.to_string()))?;
-        sqlx::query("UPDATE blobs SET stored = true WHERE sha256 = $1")
-            .bind(&actual)
-            .execute(&state.db)
-            .await?;
-    }
     sqlx::query(
         "INSERT INTO upload_artifacts (upload_id, path, sha256, size) VALUES ($1, $2, $3, $4)
          ON CONFLICT (upload_id, path) DO UPDATE SET sha256 = EXCLUDED.sha256, size = EXCLUDED.size",
