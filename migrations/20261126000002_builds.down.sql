@@ -1,3 +1,5 @@
+DROP TABLE background_tasks;
+DROP TABLE visualizations;
 DROP TABLE upload_console;
 DROP TABLE upload_artifacts;
 DROP TABLE uploads;

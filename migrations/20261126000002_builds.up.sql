@@ -52,6 +52,8 @@ CREATE TABLE builds (
     script          text,
     input_id        bytea CHECK (input_id IS NULL OR length(input_id) = 32),
     main_binary     text,
+    -- Retention dropped this build's artifact contents; metadata and hashes stay.
+    expired         boolean NOT NULL DEFAULT false,
     CHECK ((result_kind IS NULL) = (status IN ('queued', 'running')) OR status = 'cancelled')
 );
 CREATE INDEX builds_job_queued ON builds (job_id, queued_at DESC, id DESC);
@@ -122,3 +124,26 @@ CREATE TABLE upload_console (
     text       text NOT NULL,
     PRIMARY KEY (upload_id, number)
 );
+
+-- Computed views of a build's inputs and outputs, shared by every build with the same input
+-- (keyed by the SHA-256 of the file they are computed from).
+CREATE TABLE visualizations (
+    kind          text NOT NULL CHECK (kind IN ('dependencies', 'treemap')),
+    input_sha256  bytea NOT NULL,
+    version       integer NOT NULL,
+    data          jsonb NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, input_sha256, version)
+);
+
+-- The background work queue every API replica takes from (FOR UPDATE SKIP LOCKED).
+CREATE TABLE background_tasks (
+    id            bigserial PRIMARY KEY,
+    kind          text NOT NULL,
+    payload       jsonb NOT NULL,
+    run_after     timestamptz NOT NULL DEFAULT now(),
+    attempts      integer NOT NULL DEFAULT 0,
+    last_error    text,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX background_tasks_due ON background_tasks (run_after);

@@ -5,3 +5,23 @@ ensure_apt_file "$PETREL_ROOT/scripts/deps/apt.txt"
 if ! command -v cargo-nextest >/dev/null; then
     ensure_cargo_tool cargo-nextest 0.9.143 cargo-nextest --locked
 fi
+
+# ensure_python_tools FILE BINARY...: the pinned PyPI packages of FILE in a virtualenv under
+# $PETREL_TOOLS (reinstalled when FILE changes), with BINARY... linked into $PETREL_TOOLS/bin.
+ensure_python_tools() {
+    local req=$1 venv="$PETREL_TOOLS/venv" stamp python=python3 bin
+    shift
+    stamp="$PETREL_TOOLS/.venv-$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$req" | sha256sum | cut -c1-16)"
+    if [ -f "$stamp" ] && [ -x "$venv/bin/python" ]; then return 0; fi
+    log "installing the Python test tools of $(basename "$req") (once per machine)"
+    [ -x /usr/bin/python3 ] && python=/usr/bin/python3
+    rm -rf "$venv" "$PETREL_TOOLS"/.venv-*
+    mkdir -p "$PETREL_TOOLS/bin"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    for bin in "$@"; do
+        ln -sf "$venv/bin/$bin" "$PETREL_TOOLS/bin/$bin"
+    done
+    touch "$stamp"
+}
+ensure_python_tools "$PETREL_ROOT/scripts/deps/python.txt" moto_server

@@ -204,6 +204,12 @@ pub async fn insert_build(
     .bind(upload_id)
     .execute(&mut **tx)
     .await?;
+    // The upload's rows now live on as the build's; keeping them would pin blobs forever.
+    sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM upload_console WHERE upload_id = $1").bind(upload_id).execute(&mut **tx).await?;
     let (keys, values): (Vec<&str>, Vec<&str>) =
         inputs.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())).unzip();
     sqlx::query("INSERT INTO build_environment (build_id, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])")

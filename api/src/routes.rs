@@ -13,7 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    audit, auth, builds, compare, compat, health, jobs, members, tenants, tokens, uploads, users,
+    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, tenants, tokens,
+    uploads, users,
 };
 use crate::server::AppState;
 
@@ -59,6 +60,9 @@ where
             .service(builds::get_inputs)
             .service(builds::lookup_hash)
             .service(compare::compare_builds)
+            .service(reproducibility::build_reproducibility)
+            .service(reproducibility::job_reproducibility)
+            .service(fleet::search_fleet)
             .service(uploads::open_upload)
             .service(uploads::get_upload)
             .service(uploads::put_artifact)

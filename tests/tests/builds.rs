@@ -298,3 +298,99 @@ async fn two_builds_compare_both_ways() {
     assert_eq!(backward["environment"]["only_left"][0]["key"], "NEW");
     assert_eq!(backward["main_binary"]["size_delta"], -9);
 }
+
+#[tokio::test]
+async fn retention_drops_old_contents_but_keeps_metadata_and_hashes() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let job = api.job(tenant, "j", true).await;
+    admin
+        .send(Method::PATCH, &format!("/api/v1/jobs/{job}"), Some(json!({"retention": {"keep_last": 1}})))
+        .await
+        .expect(200);
+    let old = Api::build(&admin, job, &[("bin/a.hvt", b"old image"), ("shared", b"common bytes")]).await;
+    Api::build(&admin, job, &[("bin/a.hvt", b"middle image")]).await;
+    let new = Api::build(&admin, job, &[("bin/a.hvt", b"new image"), ("shared", b"common bytes")]).await;
+    let store = petrel_api::store::BlobStore::open(
+        &s.data_dir.path().join("artifacts").to_string_lossy(),
+        &s.data_dir.path().join("staging"),
+    )
+    .unwrap();
+    let report = petrel_api::maintenance::collect_garbage(&s.db.pool, &store, Duration::ZERO).await.unwrap();
+    assert_eq!(report.builds_expired, 2);
+    assert_eq!(report.blobs_expired, 2, "the old and middle images; the shared bytes stay");
+    let old_id = old["id"].as_str().unwrap();
+    admin.get(&format!("/api/v1/builds/{old_id}/files/bin/a.hvt")).await.expect_problem(410, "gone");
+    admin.get(&format!("/api/v1/builds/{old_id}/files/shared")).await.expect(200);
+    let found = admin.get(&format!("/api/v1/hash/{}", sha(b"old image"))).await.expect(200);
+    assert_eq!(found.body["build"]["id"], old_id);
+    assert_eq!(found.body["available"], false);
+    let old_view = admin.get(&format!("/api/v1/builds/{old_id}")).await.expect(200);
+    assert_eq!(old_view.body["main_binary"]["available"], false);
+    let new_id = new["id"].as_str().unwrap();
+    admin.get(&format!("/api/v1/builds/{new_id}/files/bin/a.hvt")).await.expect(200);
+    // Uploading expired content again stores it again.
+    let again = Api::build(&admin, job, &[("bin/a.hvt", b"old image")]).await;
+    admin.get(&format!("/api/v1/builds/{}/files/bin/a.hvt", again["id"].as_str().unwrap())).await.expect(200);
+}
+
+#[tokio::test]
+async fn reproducibility_and_fleet_search_follow_inputs_and_outputs() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let job = api.job(tenant, "j", true).await;
+    let other_env: &[u8] = b"HOME=/home/builder\nOS=debian\nSOURCE_DATE_EPOCH=1\n";
+    let inputs = |env: &'static [u8], bin: &'static [u8]| {
+        vec![
+            ("bin/a.hvt", bin),
+            ("build-environment", env),
+            ("system-packages", SYSTEM_PACKAGES),
+            ("opam-switch", OPAM_SWITCH),
+        ]
+    };
+    let a = Api::build(&admin, job, &inputs(ENVIRONMENT, b"image S")).await;
+    let b = Api::build(&admin, job, &inputs(ENVIRONMENT, b"image S")).await;
+    let c = Api::build(&admin, job, &inputs(other_env, b"image S")).await;
+    let d = Api::build(&admin, job, &inputs(ENVIRONMENT, b"image T")).await;
+    let id = |v: &serde_json::Value| v["id"].as_str().unwrap().to_string();
+    let r =
+        admin.anonymous().get(&format!("/api/v1/builds/{}/reproducibility", id(&a))).await.expect(200).body;
+    let ids = |key: &str| {
+        r[key].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids("same_input_same_output"), [id(&b)]);
+    assert_eq!(ids("other_input_same_output"), [id(&c)]);
+    assert_eq!(ids("same_input_other_output"), [id(&d)]);
+    assert_eq!(r["same_input_other_output"][0]["compare"], format!("/api/v1/compare/{}/{}", id(&a), id(&d)));
+    let summary = admin.get(&format!("/api/v1/jobs/{job}/reproducibility")).await.expect(200).body;
+    assert_eq!(summary["builds"], 4);
+    assert_eq!(summary["inputs"], 2);
+    assert_eq!(summary["unreproducible_inputs"], 1);
+    assert_eq!(summary["single_build_inputs"], 1);
+
+    // A private build of another tenant with the same package stays out of outsiders' results.
+    let secret = api.tenant("secret", None).await;
+    let hidden = api.job(secret, "hidden", false).await;
+    Api::build(&admin, hidden, &[("system-packages", SYSTEM_PACKAGES)]).await;
+    let anon = admin.anonymous();
+    let hits =
+        anon.get("/api/v1/fleet/packages?ecosystem=debian&name=make&version=4.3-4.1").await.expect(200).body;
+    assert_eq!(hits["items"].as_array().unwrap().len(), 4);
+    let all = admin.get("/api/v1/fleet/packages?ecosystem=debian&name=make").await.expect(200).body;
+    assert_eq!(all["items"].as_array().unwrap().len(), 5, "administrators see every tenant");
+    let paged = admin.get("/api/v1/fleet/packages?ecosystem=debian&name=make&limit=2").await.expect(200).body;
+    let cursor = paged["next_cursor"].as_str().unwrap();
+    let next = admin
+        .get(&format!("/api/v1/fleet/packages?ecosystem=debian&name=make&limit=2&cursor={cursor}"))
+        .await
+        .expect(200);
+    assert_eq!(next.body["items"].as_array().unwrap().len(), 2);
+    let opam = anon.get("/api/v1/fleet/packages?ecosystem=opam&name=mirage").await.expect(200).body;
+    assert_eq!(opam["items"][0]["version"], "4.4.1");
+    anon.get("/api/v1/fleet/packages?ecosystem=npm&name=x").await.expect_problem(400, "validation-failed");
+    anon.get("/api/v1/fleet/packages?name=x").await.expect_problem(400, "validation-failed");
+}

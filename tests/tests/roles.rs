@@ -96,6 +96,9 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/builds/{build_id}/inputs", Need::ReadPrivate, 200),
     ("GET", "/api/v1/hash/{sha256}", Need::ReadPrivate, 200),
     ("GET", "/api/v1/compare/{left_id}/{right_id}", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/reproducibility", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/jobs/{job_id}/reproducibility", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/fleet/packages", Need::Public, 200),
     ("POST", "/api/v1/jobs/{job_id}/uploads", Need::Role(2), 201),
     ("GET", "/api/v1/uploads/{upload_id}", Need::Role(2), 200),
     ("PUT", "/api/v1/uploads/{upload_id}/artifacts/{path}", Need::Role(2), 201),
@@ -182,6 +185,7 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
             };
             (t.replace("{upload_id}", &upload.to_string()).replace("{path}", "bin/x.hvt"), body)
         }
+        "/api/v1/fleet/packages" => ("/api/v1/fleet/packages?ecosystem=opam&name=mirage".to_string(), None),
         t => (
             t.replace("{tenant_id}", &a.to_string())
                 .replace("{job_id}", &ctx.job_a.to_string())

@@ -243,3 +243,78 @@ pub struct HashLookup {
     /// False when retention deleted the contents; the build and hash are still known.
     pub available: bool,
 }
+
+/// A build in a list of related builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BuildRef {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub job_name: String,
+    pub platform: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub input_id: Option<String>,
+    /// Hex SHA-256 of the main binary.
+    pub main_binary_sha256: Option<String>,
+    /// `/api/v1/compare/{this build}/{that build}`.
+    pub compare: String,
+}
+
+/// Which builds reproduced this one, and which did not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Reproducibility {
+    pub build_id: Uuid,
+    pub input_id: Option<String>,
+    pub main_binary_sha256: Option<String>,
+    /// Same inputs, same main binary.
+    pub same_input_same_output: Vec<BuildRef>,
+    /// Other inputs, same main binary (one build per distinct input).
+    pub other_input_same_output: Vec<BuildRef>,
+    /// Same inputs, another main binary: not reproducible.
+    pub same_input_other_output: Vec<BuildRef>,
+}
+
+/// How reproducible a job's outputs are, over the inputs built more than once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReproducibilitySummary {
+    pub job_id: Uuid,
+    /// Successful builds with an input id and a main binary.
+    pub builds: i64,
+    /// Distinct input ids among them.
+    pub inputs: i64,
+    /// Inputs built at least twice, always to the same main binary.
+    pub reproducible_inputs: i64,
+    /// Inputs built at least twice to different main binaries.
+    pub unreproducible_inputs: i64,
+    /// Inputs built once (nothing to compare yet).
+    pub single_build_inputs: i64,
+}
+
+/// Query of the fleet search.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// `debian`, `freebsd`, `opam` or `cargo`.
+    pub ecosystem: String,
+    /// The package's name.
+    pub name: String,
+    /// Only this version; all versions when absent.
+    pub version: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A build that contains the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FleetHit {
+    pub build_id: Uuid,
+    pub job_id: Uuid,
+    pub job_name: String,
+    pub platform: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub ecosystem: String,
+    pub name: String,
+    pub version: String,
+}
