@@ -204,6 +204,7 @@ pub async fn insert_build(
     .bind(upload_id)
     .execute(&mut **tx)
     .await?;
+    crate::tasks::enqueue(&mut **tx, &crate::tasks::Task::Visualize { build_id }).await?;
     // The upload's rows now live on as the build's; keeping them would pin blobs forever.
     sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
         .bind(upload_id)

@@ -18,6 +18,8 @@ pub mod pagination;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod visualize;

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
     audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, tenants, tokens,
-    uploads, users,
+    uploads, users, visualizations,
 };
 use crate::server::AppState;
 
@@ -63,6 +63,8 @@ where
             .service(reproducibility::build_reproducibility)
             .service(reproducibility::job_reproducibility)
             .service(fleet::search_fleet)
+            .service(visualizations::get_dependencies)
+            .service(visualizations::get_treemap)
             .service(uploads::open_upload)
             .service(uploads::get_upload)
             .service(uploads::put_artifact)

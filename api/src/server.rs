@@ -54,12 +54,14 @@ pub struct Server {
     pub local_ca: Option<LocalCa>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     gc: tokio::task::JoinHandle<()>,
+    tasks: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     /// Stops accepting, finishes in-flight requests, and waits for the server to end.
     pub async fn stop(self) {
         self.gc.abort();
+        self.tasks.abort();
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
@@ -83,6 +85,7 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let store = BlobStore::open(&config.artifact_store, &config.data_dir.join("staging"))?;
     let gc =
         crate::maintenance::spawn_periodic(db.clone(), store.clone(), std::time::Duration::from_secs(600));
+    let tasks = crate::tasks::spawn_runner(db.clone(), store.clone());
     let state = web::Data::new(AppState { db, config: config.clone(), store });
     let openapi_doc = web::Data::new(routes::openapi());
 
@@ -133,7 +136,7 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, gc })
+    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, gc, tasks })
 }
 
 /// A running Petrel: the server and, without `DATABASE_URL`, its own PostgreSQL.

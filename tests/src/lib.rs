@@ -185,3 +185,22 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Polls `path` until it answers 200 (background work such as visualizations), for at most a
+/// minute; returns that answer.
+pub async fn eventually(client: &Client, path: &str) -> client::Resp {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = client.get(path).await;
+        if r.status == 200 {
+            return r;
+        }
+        assert!(
+            r.status == 409 && std::time::Instant::now() < deadline,
+            "{path} never became ready: {} {}",
+            r.status,
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

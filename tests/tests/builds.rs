@@ -394,3 +394,42 @@ async fn reproducibility_and_fleet_search_follow_inputs_and_outputs() {
     anon.get("/api/v1/fleet/packages?ecosystem=npm&name=x").await.expect_problem(400, "validation-failed");
     anon.get("/api/v1/fleet/packages?name=x").await.expect_problem(400, "validation-failed");
 }
+
+#[tokio::test]
+async fn dependency_graphs_and_treemaps_are_computed_in_the_background() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let job = api.job(tenant, "j", true).await;
+    // A small real ELF with symbols.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hello.c");
+    std::fs::write(&src, "int counter; int add(int a, int b) { return a + b + counter; }\nint main(void) { return add(1, 2); }\n").unwrap();
+    let out = dir.path().join("hello");
+    let status = std::process::Command::new("gcc").arg("-O1").arg("-o").arg(&out).arg(&src).status().unwrap();
+    assert!(status.success(), "gcc failed");
+    let elf = std::fs::read(&out).unwrap();
+    let build = Api::build(&admin, job, &[("bin/hello", &elf), ("opam-switch", OPAM_SWITCH)]).await;
+    let id = build["id"].as_str().unwrap();
+    let anon = admin.anonymous();
+    let graph = petrel_tests::eventually(&anon, &format!("/api/v1/builds/{id}/dependencies")).await.body;
+    assert_eq!(graph["root"], "hello");
+    let nodes: Vec<&str> =
+        graph["nodes"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert!(nodes.contains(&"ocaml-solo5"), "{nodes:?}");
+    let treemap = petrel_tests::eventually(&anon, &format!("/api/v1/builds/{id}/treemap")).await.body;
+    assert_eq!(treemap["root"]["kind"], "root");
+    assert!(treemap["root"]["size"].as_u64().unwrap() > 0);
+    assert!(treemap.to_string().contains("\"add\""), "the function symbol is in the tree");
+    // A build with nothing to draw from has no visualizations.
+    let plain = Api::build(&admin, job, &[("notes.txt", b"no binary")]).await;
+    let plain = plain["id"].as_str().unwrap();
+    anon.get(&format!("/api/v1/builds/{plain}/treemap")).await.expect_problem(404, "not-found");
+    anon.get(&format!("/api/v1/builds/{plain}/dependencies")).await.expect_problem(404, "not-found");
+    // Same inputs, computed once.
+    Api::build(&admin, job, &[("bin/hello", &elf), ("opam-switch", OPAM_SWITCH)]).await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM visualizations").fetch_one(&s.db.pool).await.unwrap();
+    assert_eq!(stored, 2);
+}

@@ -99,6 +99,8 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/builds/{build_id}/reproducibility", Need::ReadPrivate, 200),
     ("GET", "/api/v1/jobs/{job_id}/reproducibility", Need::ReadPrivate, 200),
     ("GET", "/api/v1/fleet/packages", Need::Public, 200),
+    ("GET", "/api/v1/builds/{build_id}/dependencies", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/treemap", Need::ReadPrivate, 200),
     ("POST", "/api/v1/jobs/{job_id}/uploads", Need::Role(2), 201),
     ("GET", "/api/v1/uploads/{upload_id}", Need::Role(2), 200),
     ("PUT", "/api/v1/uploads/{upload_id}/artifacts/{path}", Need::Role(2), 201),
@@ -248,8 +250,13 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
     api.member(tenant_b, "owner-b", "owner").await;
     let anonymous = admin.anonymous();
     let job_a = api.job(tenant_a, "job-a", false).await;
-    let build = Api::build(&admin, job_a, &[("bin/a.hvt", b"unikernel a")]).await;
-    let build_a = build["id"].as_str().unwrap().parse().unwrap();
+    let true_elf = std::fs::read("/usr/bin/true").unwrap();
+    let opam = include_bytes!("../../inputs/testdata/opam-switch-mirage4");
+    let build = Api::build(&admin, job_a, &[("bin/a.hvt", &true_elf), ("opam-switch", opam)]).await;
+    let build_a: Uuid = build["id"].as_str().unwrap().parse().unwrap();
+    for kind in ["dependencies", "treemap"] {
+        petrel_tests::eventually(&admin, &format!("/api/v1/builds/{build_a}/{kind}")).await;
+    }
     let sha_a = build["main_binary"]["sha256"].as_str().unwrap().to_string();
     let ctx = Ctx { _server: s, admin: admin.clone(), tenant_a, owner_a, viewer_a, job_a, build_a, sha_a };
 

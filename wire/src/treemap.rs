@@ -38,6 +38,7 @@ pub struct TreemapNode {
     pub symbols: u64,
     /// Ordered by size descending, then kind, then name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
     pub children: Vec<TreemapNode>,
 }
 

@@ -14,6 +14,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod uploads;
 pub mod users;
+pub mod visualizations;
 
 use petrel_wire::identity::Role;
 
