@@ -168,3 +168,29 @@ async fn a_raw_binary_upload_becomes_a_successful_build() {
 async fn location_of(c: &Client, path: &str) -> String {
     location(c, path).await
 }
+
+#[tokio::test]
+async fn compare_urls_answer_json_and_comparisons_are_cached() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let robur = api.tenant("robur", None).await;
+    let job = api.job(robur, "hello", true).await;
+    let a = Api::build(&admin, job, &[("bin/hello.hvt", b"one")]).await;
+    let b = Api::build(&admin, job, &[("bin/hello.hvt", b"two!")]).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let anon = admin.anonymous();
+    let json =
+        anon.request(reqwest::Method::GET, &format!("/compare/{a}/{b}")).header("accept", "application/json");
+    let json = Client::read(json.send().await.unwrap()).await.expect(200);
+    assert_eq!(json.body["main_binary"]["size_delta"], 1);
+    let api_twin = anon.get(&format!("/api/v1/compare/{a}/{b}")).await.expect(200);
+    assert_eq!(api_twin.body, json.body);
+    let cached: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM compare_cache").fetch_one(&s.db.pool).await.unwrap();
+    assert_eq!(cached, 1, "computed once, then served from the cache");
+    let page = anon.request(reqwest::Method::GET, &format!("/compare/{a}/{b}")).send().await.unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers().get("location").unwrap(), &format!("/builds/{a}/compare/{b}"));
+    anon.get(&format!("/compare/{a}/not-a-uuid")).await.expect_problem(400, "validation-failed");
+}

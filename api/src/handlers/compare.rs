@@ -13,6 +13,8 @@ use crate::error::ApiError;
 use crate::server::AppState;
 
 const MAX_INPUT_FILE: usize = 64 * 1024 * 1024;
+/// Bump when the comparison's computation changes, so cached ones are recomputed.
+const COMPARE_VERSION: i32 = 1;
 
 async fn inputs_of(state: &AppState, build_id: Uuid) -> Result<BuildInputs, ApiError> {
     let rows: Vec<(String, Vec<u8>, i64, bool)> = sqlx::query_as(
@@ -70,6 +72,36 @@ pub async fn compare_builds(
     let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
     let left = readable_build(&state.db, &scope, left).await?;
     let right = readable_build(&state.db, &scope, right).await?;
-    let (l, r) = (inputs_of(&state, left.id).await?, inputs_of(&state, right.id).await?);
-    Ok(HttpResponse::Ok().json(compare(&l, &r)))
+    Ok(HttpResponse::Ok().json(comparison(&state, left.id, right.id).await?))
+}
+
+/// The comparison of two readable builds, from the cache or computed (and cached) now.
+pub(crate) async fn comparison(
+    state: &AppState,
+    left: Uuid,
+    right: Uuid,
+) -> Result<serde_json::Value, ApiError> {
+    let cached: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT data FROM compare_cache WHERE left_build = $1 AND right_build = $2 AND version = $3",
+    )
+    .bind(left)
+    .bind(right)
+    .bind(COMPARE_VERSION)
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some(data) = cached {
+        return Ok(data);
+    }
+    let (l, r) = (inputs_of(state, left).await?, inputs_of(state, right).await?);
+    let data = serde_json::to_value(compare(&l, &r)).map_err(ApiError::internal)?;
+    sqlx::query(
+        "INSERT INTO compare_cache (left_build, right_build, version, data) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(left)
+    .bind(right)
+    .bind(COMPARE_VERSION)
+    .bind(&data)
+    .execute(&state.db)
+    .await?;
+    Ok(data)
 }

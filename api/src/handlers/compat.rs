@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/job/{job}/build/latest/{rest:.*}", web::get().to(latest_rest))
         .route("/job/{job}/build/{build_id}/main-binary", web::get().to(main_binary))
         .route("/job/{job}/build/{build_id}/f/{path:.*}", web::get().to(file))
+        .route("/compare/{left_id}/{right_id}", web::get().to(compare))
         .route("/upload", web::post().to(upload_exec))
         .route("/job/{job}/platform/{platform}/upload", web::post().to(upload_binary));
 }
@@ -423,4 +424,29 @@ async fn upload_binary(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/job/{qualified}/build/{build_id}")))
         .finish())
+}
+
+/// `GET /compare/:left/:right`: JSON for `Accept: application/json` (as builder-web), else the
+/// SPA's compare page.
+async fn compare(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: MaybeCaller,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (left, right) = path.into_inner();
+    let wants_json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if !wants_json {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/builds/{left}/compare/{right}")))
+            .finish());
+    }
+    let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
+    let left = readable_build(&state.db, &scope, left).await?;
+    let right = readable_build(&state.db, &scope, right).await?;
+    Ok(HttpResponse::Ok().json(super::compare::comparison(&state, left.id, right.id).await?))
 }
