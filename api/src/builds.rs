@@ -95,6 +95,31 @@ impl RecordedInputs {
     }
 }
 
+/// Opens an upload row for a build; returns when it expires.
+pub async fn create_upload(
+    state: &AppState,
+    upload_id: Uuid,
+    tenant: &TenantScope,
+    job_id: Uuid,
+    build_id: Uuid,
+    meta: &OpenUpload,
+    created_by: Uuid,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING expires_at",
+    )
+    .bind(upload_id)
+    .bind(tenant.tenant_id())
+    .bind(job_id)
+    .bind(build_id)
+    .bind(serde_json::to_value(meta).map_err(ApiError::internal)?)
+    .bind(created_by)
+    .bind(state.config.upload_ttl.as_secs_f64())
+    .fetch_one(&state.db)
+    .await?)
+}
+
 /// Where a verified blob's bytes are.
 pub enum BlobSource<'a> {
     File(&'a std::path::Path),
@@ -204,7 +229,7 @@ pub async fn insert_build(
     .bind(upload_id)
     .execute(&mut **tx)
     .await?;
-    crate::tasks::enqueue(&mut **tx, &crate::tasks::Task::Visualize { build_id }).await?;
+    crate::tasks::enqueue(tx, &crate::tasks::Task::Visualize { build_id }).await?;
     // The upload's rows now live on as the build's; keeping them would pin blobs forever.
     sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
         .bind(upload_id)

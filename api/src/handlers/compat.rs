@@ -266,18 +266,8 @@ async fn store_whole_build(
         return Err(ApiError::conflict("build-exists", "a build with this UUID exists already"));
     }
     let upload_id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + interval '1 hour')",
-    )
-    .bind(upload_id)
-    .bind(tenant.tenant_id())
-    .bind(job_id)
-    .bind(build_id)
-    .bind(serde_json::to_value(&build.meta).map_err(ApiError::internal)?)
-    .bind(caller.user_id)
-    .execute(&state.db)
-    .await?;
+    crate::builds::create_upload(state, upload_id, tenant, job_id, build_id, &build.meta, caller.user_id)
+        .await?;
     for (path, data) in build.files {
         let sha = sha2::Sha256::digest(&data).to_vec();
         let size = data.len() as i64;

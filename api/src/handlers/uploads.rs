@@ -147,19 +147,8 @@ pub async fn open_upload(
         return Err(ApiError::conflict("build-exists", "a build with this id exists already"));
     }
     let id = Uuid::new_v4();
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) RETURNING expires_at",
-    )
-    .bind(id)
-    .bind(tenant.tenant_id())
-    .bind(job.id)
-    .bind(build_id)
-    .bind(serde_json::to_value(&body).map_err(ApiError::internal)?)
-    .bind(caller.user_id)
-    .bind(state.config.upload_ttl.as_secs_f64())
-    .fetch_one(&state.db)
-    .await?;
+    let expires_at =
+        crate::builds::create_upload(&state, id, &tenant, job.id, build_id, &body, caller.user_id).await?;
     Ok(HttpResponse::Created().json(Upload {
         id,
         job_id: job.id,
