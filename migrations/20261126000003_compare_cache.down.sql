@@ -1,1 +1,3 @@
+DROP INDEX builds_newest_success_platform;
+DROP INDEX builds_newest_success;
 DROP TABLE compare_cache;

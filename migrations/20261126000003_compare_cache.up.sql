@@ -8,3 +8,9 @@ CREATE TABLE compare_cache (
     PRIMARY KEY (left_build, right_build, version)
 );
 CREATE INDEX compare_cache_right ON compare_cache (right_build);
+
+-- The newest successful build of a job (with or without a platform), as `latest` asks: an
+-- index-only scan instead of sorting every build of the job.
+CREATE INDEX builds_newest_success ON builds (job_id, finished_at DESC NULLS LAST, id DESC) WHERE status = 'succeeded';
+CREATE INDEX builds_newest_success_platform ON builds (job_id, platform, finished_at DESC NULLS LAST, id DESC)
+    WHERE status = 'succeeded';

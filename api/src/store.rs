@@ -3,15 +3,17 @@
 //! S3-compatible service.
 //!
 //! Uploads are streamed to a staging file while hashing; only a verified file is put into the
-//! store, so a blob's key always matches its content.
+//! store, so a blob's key always matches its content. With the local store the verified file is
+//! renamed into place (no second copy); reads stream the file in large chunks.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, PutPayload, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
+    /// The same store when it is local files, for renaming staged files into place.
+    local: Option<Arc<LocalFileSystem>>,
     prefix: String,
     /// Where uploads are staged before they are verified.
     pub staging: PathBuf,
@@ -40,6 +44,9 @@ impl std::fmt::Debug for BlobStore {
 
 /// Parts above this size go up in several requests.
 const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Reads of local blobs: object_store's own stream reads 8 KiB per blocking task, which caps
+/// a download at a few hundred MB/s; this is what one chunk in flight costs in memory.
+const READ_CHUNK: usize = 256 * 1024;
 
 impl BlobStore {
     /// `location` is a directory (local store) or `s3://bucket[/prefix]` (credentials and
@@ -50,6 +57,7 @@ impl BlobStore {
             move |source| StoreError::Io { path, source }
         };
         std::fs::create_dir_all(staging).map_err(io(staging))?;
+        let mut local = None;
         let (inner, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = location.strip_prefix("s3://") {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -63,9 +71,11 @@ impl BlobStore {
             } else {
                 let dir = Path::new(location);
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
-                (Arc::new(LocalFileSystem::new_with_prefix(dir)?), String::new())
+                let fs = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+                local = Some(fs.clone());
+                (fs, String::new())
             };
-        Ok(BlobStore { inner, prefix, staging: staging.to_path_buf() })
+        Ok(BlobStore { inner, local, prefix, staging: staging.to_path_buf() })
     }
 
     fn key(&self, sha256: &[u8]) -> StorePath {
@@ -78,12 +88,18 @@ impl BlobStore {
         }
     }
 
-    /// Stores a verified staged file under its hash, streaming it in parts.
+    /// Stores a verified staged file under its hash: a local store renames it into place (the
+    /// file is gone afterwards), other stores stream it up in parts (the file stays).
     pub async fn put_file(&self, sha256: &[u8], file: &Path) -> Result<(), StoreError> {
         let io = |source| StoreError::Io { path: file.to_path_buf(), source };
+        let key = self.key(sha256);
+        if let Some(local) = &self.local
+            && Self::rename_into(local, &key, file).await?
+        {
+            return Ok(());
+        }
         let mut f = tokio::fs::File::open(file).await.map_err(io)?;
         let size = f.metadata().await.map_err(io)?.len();
-        let key = self.key(sha256);
         if size as usize <= PART_SIZE {
             let mut buf = Vec::with_capacity(size as usize);
             f.read_to_end(&mut buf).await.map_err(io)?;
@@ -105,6 +121,30 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Renames `file` to where the local store keeps `key`, then makes the rename durable.
+    /// False when the two are on different file systems (the caller copies instead).
+    async fn rename_into(local: &LocalFileSystem, key: &StorePath, file: &Path) -> Result<bool, StoreError> {
+        let target = local.path_to_filesystem(key)?;
+        let file = file.to_path_buf();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        tokio::task::spawn_blocking(move || {
+            let dir = target.parent().expect("a blob's path has a parent");
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            match std::fs::rename(&file, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => return Ok(false),
+                Err(e) => return Err(io(&target)(e)),
+            }
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+            Ok(true)
+        })
+        .await
+        .map_err(|e| StoreError::Io { path: PathBuf::new(), source: std::io::Error::other(e) })?
+    }
+
     /// Stores bytes already in memory (small artifacts, builder's ASN.1 uploads).
     pub async fn put_bytes(&self, sha256: &[u8], bytes: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put(&self.key(sha256), PutPayload::from(bytes)).await?;
@@ -115,10 +155,12 @@ impl BlobStore {
     pub async fn get(
         &self,
         sha256: &[u8],
-    ) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, object_store::Error>> + use<>, StoreError>
-    {
+    ) -> Result<BoxStream<'static, Result<bytes::Bytes, object_store::Error>>, StoreError> {
         let result = self.inner.get(&self.key(sha256)).await?;
-        Ok(result.into_stream())
+        match result.payload {
+            GetResultPayload::File(file, path) => Ok(file_chunks(file, path, result.range)),
+            GetResultPayload::Stream(stream) => Ok(stream),
+        }
     }
 
     /// The whole blob in memory (for small inputs such as `opam-switch`).
@@ -149,4 +191,36 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A local file's `range` as a stream of [`READ_CHUNK`] chunks, each read on the blocking pool.
+fn file_chunks(
+    file: std::fs::File,
+    path: PathBuf,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, Result<bytes::Bytes, object_store::Error>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let failed = move |source: std::io::Error| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: Box::new(StoreError::Io { path: path.clone(), source }),
+    };
+    futures_util::stream::try_unfold((Some(file), range.start), move |(file, at)| {
+        let failed = failed.clone();
+        let end = range.end;
+        async move {
+            let Some(mut file) = file.filter(|_| at < end) else { return Ok(None) };
+            let len = (end - at).min(READ_CHUNK as u64) as usize;
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                file.seek(SeekFrom::Start(at))?;
+                file.read_exact(&mut buf)?;
+                Ok::<_, std::io::Error>((file, buf))
+            })
+            .await
+            .map_err(|e| failed(std::io::Error::other(e)))?;
+            let (file, buf) = read.map_err(failed)?;
+            Ok(Some((bytes::Bytes::from(buf), (Some(file), at + len as u64))))
+        }
+    })
+    .boxed()
 }

@@ -257,8 +257,11 @@ pub async fn put_artifact(
         // second task.
         out.write_all(&chunk).map_err(ApiError::internal)?;
     }
-    out.sync_all().map_err(ApiError::internal)?;
-    drop(out);
+    // Flushing up to gigabytes must not stall the other connections of this worker thread.
+    tokio::task::spawn_blocking(move || out.sync_all())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     if declared_size.is_some_and(|n| n != written) {
         return Err(ApiError::field("content-length", "the body is shorter than declared"));
     }
