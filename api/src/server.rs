@@ -114,13 +114,14 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;
-                    tracing::info!(
-                        %method,
-                        path,
-                        status = res.status().as_u16(),
-                        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                        "request"
-                    );
+                    let status = res.status().as_u16();
+                    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    // Successful reads are the hot path (look-ups, downloads): debug level there.
+                    if method == actix_web::http::Method::GET && status < 400 {
+                        tracing::debug!(%method, path, status, elapsed_ms, "request");
+                    } else {
+                        tracing::info!(%method, path, status, elapsed_ms, "request");
+                    }
                     Ok(res)
                 }
             })

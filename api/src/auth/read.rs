@@ -68,6 +68,13 @@ impl ReadScope {
     }
 }
 
+/// What a member of one tenant reads there (the tenant's own rows, private or public).
+impl From<&super::TenantScope> for ReadScope {
+    fn from(tenant: &super::TenantScope) -> ReadScope {
+        ReadScope { all: false, tenants: vec![tenant.tenant_id()] }
+    }
+}
+
 impl Caller {
     /// Every tenant where the caller holds at least the viewer role (memberships inherited
     /// down the tree; a token confined to its subtree).

@@ -42,12 +42,13 @@ pub(crate) struct BuildRow {
     main_stored: Option<bool>,
 }
 
-/// Columns of [`BuildRow`]; queries join `jobs j` and the main binary's artifact and blob.
-pub(crate) const BUILD_SELECT: &str = "SELECT b.id, b.tenant_id, b.job_id, j.name AS job_name, b.platform,
+/// Columns of [`BuildRow`], from [`BUILD_FROM`].
+const BUILD_COLUMNS: &str = "SELECT b.id, b.tenant_id, b.job_id, j.name AS job_name, b.platform,
         b.status::text AS status, b.result_kind::text AS result_kind, b.result_code, b.result_message,
         b.queued_at, b.started_at, b.finished_at, b.worker, b.input_id, b.main_binary,
-        a.sha256 AS main_sha256, a.size AS main_size, bl.stored AS main_stored
-   FROM builds b JOIN jobs j ON j.id = b.job_id
+        a.sha256 AS main_sha256, a.size AS main_size, bl.stored AS main_stored";
+/// Builds with their job (`j`, for [`ReadScope::SQL`]) and main binary's artifact and blob.
+const BUILD_FROM: &str = "FROM builds b JOIN jobs j ON j.id = b.job_id
    LEFT JOIN build_artifacts a ON a.build_id = b.id AND a.path = b.main_binary
    LEFT JOIN blobs bl ON bl.sha256 = a.sha256";
 
@@ -116,7 +117,7 @@ pub(crate) async fn readable_build(
     build_id: Uuid,
 ) -> Result<Build, ApiError> {
     let row: Option<BuildRow> =
-        sqlx::query_as(&format!("{BUILD_SELECT} WHERE {} AND b.id = $3", ReadScope::SQL))
+        sqlx::query_as(&format!("{BUILD_COLUMNS} {BUILD_FROM} WHERE {} AND b.id = $3", ReadScope::SQL))
             .bind(scope.all())
             .bind(scope.tenants())
             .bind(build_id)
@@ -145,7 +146,7 @@ pub async fn list_builds(
     }
     let (after_at, after_id) = ks.after.unzip();
     let rows: Vec<BuildRow> = sqlx::query_as(&format!(
-        "{BUILD_SELECT}
+        "{BUILD_COLUMNS} {BUILD_FROM}
           WHERE {} AND ($3::uuid IS NULL OR b.job_id = $3) AND ($4::text IS NULL OR b.platform = $4)
             AND ($5::text IS NULL OR b.status = $5::build_status)
             AND ($6::timestamptz IS NULL OR b.queued_at >= $6) AND ($7::timestamptz IS NULL OR b.queued_at < $7)
@@ -391,12 +392,20 @@ pub(crate) fn parse_sha256(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 pub(crate) async fn find_by_hash(db: &PgPool, scope: &ReadScope, sha: &[u8]) -> Result<HashLookup, ApiError> {
-    let row: Option<(Uuid, String, bool)> = sqlx::query_as(&format!(
-        "SELECT a.build_id, a.path, bl.stored
-           FROM build_artifacts a JOIN builds b ON b.id = a.build_id JOIN jobs j ON j.id = b.job_id
-           JOIN blobs bl ON bl.sha256 = a.sha256
-          WHERE {} AND a.sha256 = $3
+    #[derive(sqlx::FromRow)]
+    struct Hit {
+        #[sqlx(flatten)]
+        build: BuildRow,
+        hash_path: String,
+        hash_stored: bool,
+    }
+    // One query: the artifact with the hash, and the build that holds it.
+    let hit: Option<Hit> = sqlx::query_as(&format!(
+        "{} , h.path AS hash_path, hb.stored AS hash_stored {BUILD_FROM}
+           JOIN build_artifacts h ON h.build_id = b.id JOIN blobs hb ON hb.sha256 = h.sha256
+          WHERE {} AND h.sha256 = $3
           ORDER BY b.finished_at DESC NULLS LAST, b.id DESC LIMIT 1",
+        BUILD_COLUMNS,
         ReadScope::SQL
     ))
     .bind(scope.all())
@@ -404,7 +413,11 @@ pub(crate) async fn find_by_hash(db: &PgPool, scope: &ReadScope, sha: &[u8]) -> 
     .bind(sha)
     .fetch_optional(db)
     .await?;
-    let (build_id, path, available) = row.ok_or(ApiError::NotFound("artifact"))?;
-    let build = readable_build(db, scope, build_id).await?;
-    Ok(HashLookup { sha256: hex::encode(sha), build, path, available })
+    let hit = hit.ok_or(ApiError::NotFound("artifact"))?;
+    Ok(HashLookup {
+        sha256: hex::encode(sha),
+        build: hit.build.into(),
+        path: hit.hash_path,
+        available: hit.hash_stored,
+    })
 }

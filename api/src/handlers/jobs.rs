@@ -177,21 +177,35 @@ pub async fn list_jobs(
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant(&state.db, path.into_inner(), Role::Viewer).await?;
-    let ks = keyset::<(String, Uuid)>(&q)?;
+    let jobs = job_page(&state.db, &ReadScope::from(&tenant), Some(tenant.tenant_id()), &q).await?;
+    Ok(HttpResponse::Ok().json(jobs))
+}
+
+/// A page of the jobs `scope` may read, of one tenant or all, by name.
+async fn job_page(
+    db: &PgPool,
+    scope: &ReadScope,
+    tenant: Option<Uuid>,
+    q: &PageQuery,
+) -> Result<Page<Job>, ApiError> {
+    let ks = keyset::<(String, Uuid)>(q)?;
     let (after_name, after_id) = ks.after.clone().unzip();
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs j JOIN tenant_paths p ON p.id = j.tenant_id
-          WHERE j.tenant_id = $1 AND ($2::text IS NULL OR (j.name, j.id) > ($2, $3))
-          ORDER BY j.name, j.id LIMIT $4"
+          WHERE {} AND ($3::uuid IS NULL OR j.tenant_id = $3) AND ($4::text IS NULL OR (j.name, j.id) > ($4, $5))
+          ORDER BY j.name, j.id LIMIT $6",
+        ReadScope::SQL
     ))
-    .bind(tenant.tenant_id())
+    .bind(scope.all())
+    .bind(scope.tenants())
+    .bind(tenant)
     .bind(after_name)
     .bind(after_id)
     .bind(ks.fetch())
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
     let jobs: Vec<Job> = rows.into_iter().map(job).collect();
-    Ok(HttpResponse::Ok().json(page(jobs, ks.limit, |j: &Job| (j.name.clone(), j.id))))
+    Ok(page(jobs, ks.limit, |j: &Job| (j.name.clone(), j.id)))
 }
 
 /// Public jobs of every tenant, by name: what builds.robur.coop's front page lists.
@@ -208,23 +222,7 @@ pub async fn list_visible_jobs(
     Query(q): Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
-    let ks = keyset::<(String, Uuid)>(&q)?;
-    let (after_name, after_id) = ks.after.clone().unzip();
-    let rows: Vec<JobRow> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs j JOIN tenant_paths p ON p.id = j.tenant_id
-          WHERE {} AND ($3::text IS NULL OR (j.name, j.id) > ($3, $4))
-          ORDER BY j.name, j.id LIMIT $5",
-        ReadScope::SQL
-    ))
-    .bind(scope.all())
-    .bind(scope.tenants())
-    .bind(after_name)
-    .bind(after_id)
-    .bind(ks.fetch())
-    .fetch_all(&state.db)
-    .await?;
-    let jobs: Vec<Job> = rows.into_iter().map(job).collect();
-    Ok(HttpResponse::Ok().json(page(jobs, ks.limit, |j: &Job| (j.name.clone(), j.id))))
+    Ok(HttpResponse::Ok().json(job_page(&state.db, &scope, None, &q).await?))
 }
 
 /// Create a job (operators).
