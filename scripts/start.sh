@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Starts the whole of Petrel on this machine: the API with the SPA over HTTPS, on its own
 # PostgreSQL cluster in ./.petrel (or on $DATABASE_URL). Installs what is missing first.
-# Extra arguments go to petrel-api (see `scripts/start.sh --help`).
+# One local build worker runs too (petrel-api --local-worker). Extra arguments go to
+# petrel-api (see `scripts/start.sh --help`).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$PETREL_ROOT"
 "$PETREL_ROOT/scripts/setup.sh"
 if [ -x "$PETREL_ROOT/scripts/build-frontend.sh" ]; then
     "$PETREL_ROOT/scripts/build-frontend.sh"
 fi
-log "building petrel-api (release)"
-cargo build --release -p petrel-api
-exec "$PETREL_ROOT/target/release/petrel-api" "$@"
+log "building petrel-api and petrel-worker (release)"
+cargo build --release -p petrel-api -p petrel-worker
+PETREL_LOCAL_WORKER="${PETREL_LOCAL_WORKER:-true}" exec "$PETREL_ROOT/target/release/petrel-api" "$@"

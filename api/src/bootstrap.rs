@@ -90,6 +90,44 @@ pub async fn ensure_first_admin(db: &PgPool, config: &Config) -> Result<Option<F
     Ok(Some(FirstAdmin { username: config.admin_username.clone(), password_file }))
 }
 
+/// Makes sure a shared worker for this machine exists and its credential is in `path`: on the
+/// first start (or when the file was removed) a new worker is registered and the file written.
+pub async fn ensure_local_worker(db: &PgPool, path: &std::path::Path) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    let (credential, hash) = crate::auth::worker::new_credential();
+    let id = Uuid::new_v4();
+    // "local", or "local-<id>" when an earlier local worker (whose file is gone) has the name.
+    sqlx::query(
+        "INSERT INTO workers (id, name, credential_sha256)
+         VALUES ($1, CASE WHEN EXISTS (SELECT 1 FROM workers WHERE name = 'local') THEN 'local-' || left($1::text, 8)
+                          ELSE 'local' END, $2)",
+    )
+    .bind(id)
+    .bind(&hash)
+    .execute(db)
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    write_private(path, &credential).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The example jobs, in the `default` tenant of a new installation.
+pub async fn create_examples(db: &PgPool) -> Result<(), String> {
+    let tenant: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'default' AND parent_id IS NULL")
+            .fetch_optional(db)
+            .await
+            .map_err(|e| e.to_string())?;
+    let Some(tenant) = tenant else { return Ok(()) };
+    crate::examples::create_examples(db, tenant, &petrel_inputs::platform::detect())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;

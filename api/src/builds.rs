@@ -4,6 +4,7 @@
 use petrel_inputs::input_id::{InputFiles, input_id};
 use petrel_inputs::system_packages::PackageFormat;
 use petrel_wire::builds::{BuildResult, OpenUpload};
+use petrel_wire::workers::{ArtifactDifference, RebuildVerdict};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -103,7 +104,7 @@ pub async fn create_upload(
     job_id: Uuid,
     build_id: Uuid,
     meta: &OpenUpload,
-    created_by: Uuid,
+    created_by: Option<Uuid>,
 ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     Ok(sqlx::query_scalar(
         "INSERT INTO uploads (id, tenant_id, job_id, build_id, metadata, created_by, expires_at)
@@ -191,28 +192,76 @@ pub async fn insert_build(
         BuildResult::Stopped { signal } => ("stopped", Some(*signal), None),
         BuildResult::Message { message } => ("message", None, Some(message.as_str())),
     };
-    let status = if matches!(meta.result, BuildResult::Exited { code: 0 }) { "succeeded" } else { "failed" };
-    sqlx::query(
-        "INSERT INTO builds (id, tenant_id, job_id, platform, status, result_kind, result_code, result_message,
-                             queued_at, started_at, finished_at, worker, script, input_id, main_binary)
-         VALUES ($1, $2, $3, $4, $5::build_status, $6::build_result_kind, $7, $8, $9, $9, $10, $11, $12, $13, $14)",
+    let status = if meta.timed_out {
+        "timed_out"
+    } else if matches!(meta.result, BuildResult::Exited { code: 0 }) {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    // A build a worker claimed exists already (queued or running): it gets its result. An
+    // uploaded build is new.
+    let existing: Option<(String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT status::text, rebuild_of FROM builds WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
     )
     .bind(build_id)
     .bind(tenant.tenant_id())
-    .bind(job_id)
-    .bind(&meta.platform)
-    .bind(status)
-    .bind(kind)
-    .bind(code)
-    .bind(message)
-    .bind(meta.started_at)
-    .bind(meta.finished_at)
-    .bind(&meta.worker)
-    .bind(&meta.script)
-    .bind(inputs.input_id.map(|id| id.to_vec()))
-    .bind(main)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    let rebuild_of = match &existing {
+        Some((current, _)) if current != "queued" && current != "running" => {
+            return Err(ApiError::conflict(
+                "build-finished",
+                format!("the build is {current} already; its result cannot change"),
+            ));
+        }
+        Some((_, rebuild_of)) => *rebuild_of,
+        None => None,
+    };
+    if existing.is_some() {
+        sqlx::query(
+            "UPDATE builds SET status = $2::build_status, result_kind = $3::build_result_kind, result_code = $4,
+                    result_message = $5, started_at = coalesce(started_at, $6), finished_at = $7,
+                    worker = coalesce(worker, $8), script = $9, input_id = $10, main_binary = $11,
+                    lease_expires_at = NULL
+              WHERE id = $1",
+        )
+        .bind(build_id)
+        .bind(status)
+        .bind(kind)
+        .bind(code)
+        .bind(message)
+        .bind(meta.started_at)
+        .bind(meta.finished_at)
+        .bind(&meta.worker)
+        .bind(&meta.script)
+        .bind(inputs.input_id.map(|id| id.to_vec()))
+        .bind(main)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO builds (id, tenant_id, job_id, platform, status, result_kind, result_code, result_message,
+                                 queued_at, started_at, finished_at, worker, script, input_id, main_binary)
+             VALUES ($1, $2, $3, $4, $5::build_status, $6::build_result_kind, $7, $8, $9, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(build_id)
+        .bind(tenant.tenant_id())
+        .bind(job_id)
+        .bind(&meta.platform)
+        .bind(status)
+        .bind(kind)
+        .bind(code)
+        .bind(message)
+        .bind(meta.started_at)
+        .bind(meta.finished_at)
+        .bind(&meta.worker)
+        .bind(&meta.script)
+        .bind(inputs.input_id.map(|id| id.to_vec()))
+        .bind(main)
+        .execute(&mut **tx)
+        .await?;
+    }
     sqlx::query(
         "INSERT INTO build_artifacts (build_id, path, sha256, size)
          SELECT $1, path, sha256, size FROM upload_artifacts WHERE upload_id = $2",
@@ -223,13 +272,18 @@ pub async fn insert_build(
     .await?;
     sqlx::query(
         "INSERT INTO build_console (build_id, number, at_ms, text)
-         SELECT $1, number, at_ms, text FROM upload_console WHERE upload_id = $2",
+         SELECT $1, number + coalesce((SELECT max(number) FROM build_console WHERE build_id = $1), 0), at_ms, text
+           FROM upload_console WHERE upload_id = $2",
     )
     .bind(build_id)
     .bind(upload_id)
     .execute(&mut **tx)
     .await?;
     crate::tasks::enqueue(tx, &crate::tasks::Task::Visualize { build_id }).await?;
+    if let Some(original) = rebuild_of {
+        record_verdict(tx, original, build_id).await?;
+    }
+    crate::events::build_changed(tx, build_id).await?;
     // The upload's rows now live on as the build's; keeping them would pin blobs forever.
     sqlx::query("DELETE FROM upload_artifacts WHERE upload_id = $1")
         .bind(upload_id)
@@ -258,6 +312,88 @@ pub async fn insert_build(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Recorded inputs describe the environment, not the output: a rebuild is judged by the rest.
+const RECORDED_INPUTS: [&str; 4] = ["opam-switch", "build-environment", "system-packages", "Cargo.lock"];
+
+/// Compares a rebuild's artifacts with the original's by path and hash, and keeps the verdict.
+async fn record_verdict(
+    tx: &mut Transaction<'_, Postgres>,
+    original: Uuid,
+    rebuild: Uuid,
+) -> Result<(), ApiError> {
+    // (path, the original's SHA-256, the rebuild's)
+    type Difference = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+    let differences: Vec<Difference> = sqlx::query_as(
+        "SELECT coalesce(o.path, r.path), o.sha256, r.sha256
+           FROM (SELECT path, sha256 FROM build_artifacts WHERE build_id = $1 AND NOT path = ANY($3)) o
+           FULL JOIN (SELECT path, sha256 FROM build_artifacts WHERE build_id = $2 AND NOT path = ANY($3)) r
+             ON r.path = o.path
+          WHERE o.sha256 IS DISTINCT FROM r.sha256
+          ORDER BY 1",
+    )
+    .bind(original)
+    .bind(rebuild)
+    .bind(&RECORDED_INPUTS[..])
+    .fetch_all(&mut **tx)
+    .await?;
+    let differences: Vec<ArtifactDifference> = differences
+        .into_iter()
+        .map(|(path, o, r)| ArtifactDifference {
+            path,
+            original_sha256: o.map(hex::encode),
+            rebuild_sha256: r.map(hex::encode),
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO rebuild_verdicts (rebuild_id, build_id, reproducible, differences) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(rebuild)
+    .bind(original)
+    .bind(differences.is_empty())
+    .bind(sqlx::types::Json(&differences))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+type VerdictRow =
+    (Uuid, Uuid, bool, sqlx::types::Json<Vec<ArtifactDifference>>, chrono::DateTime<chrono::Utc>);
+
+fn verdict(row: VerdictRow) -> RebuildVerdict {
+    let (build_id, rebuild_id, reproducible, differences, checked_at) = row;
+    RebuildVerdict { build_id, rebuild_id, reproducible, differences: differences.0, checked_at }
+}
+
+/// The verdicts of a build's rebuilds, oldest first (the caller checked that it may read it).
+pub async fn verdicts_of_build(db: &sqlx::PgPool, build_id: Uuid) -> Result<Vec<RebuildVerdict>, ApiError> {
+    let rows: Vec<VerdictRow> = sqlx::query_as(
+        "SELECT build_id, rebuild_id, reproducible, differences, checked_at FROM rebuild_verdicts
+          WHERE build_id = $1 ORDER BY checked_at, rebuild_id",
+    )
+    .bind(build_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(verdict).collect())
+}
+
+/// The verdict of one rebuild; with `worker`, only of a rebuild that worker ran.
+pub async fn verdict_of_rebuild(
+    db: &sqlx::PgPool,
+    rebuild_id: Uuid,
+    worker: Option<Uuid>,
+) -> Result<Option<RebuildVerdict>, ApiError> {
+    let row: Option<VerdictRow> = sqlx::query_as(
+        "SELECT v.build_id, v.rebuild_id, v.reproducible, v.differences, v.checked_at
+           FROM rebuild_verdicts v JOIN builds b ON b.id = v.rebuild_id
+          WHERE v.rebuild_id = $1 AND ($2::uuid IS NULL OR b.worker_id = $2)",
+    )
+    .bind(rebuild_id)
+    .bind(worker)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(verdict))
 }
 
 #[cfg(test)]

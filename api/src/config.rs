@@ -147,6 +147,16 @@ pub struct Settings {
     #[arg(long, env = "PETREL_UPLOAD_TTL_SECS", value_name = "SECS")]
     pub upload_ttl_secs: Option<u64>,
 
+    /// A worker's hold on a claimed build lasts this many seconds unless renewed by a
+    /// heartbeat; then the build is queued again. [default: 60]
+    #[arg(long, env = "PETREL_WORKER_LEASE_SECS", value_name = "SECS")]
+    pub worker_lease_secs: Option<u64>,
+
+    /// Also run one build worker on this machine (`petrel-worker`, found next to this
+    /// binary), registered as the shared worker `local`, with its files in <data-dir>/local-worker.
+    #[arg(long, env = "PETREL_LOCAL_WORKER", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub local_worker: Option<bool>,
+
     /// Log lines as human-readable text or JSON. [default: text]
     #[arg(long, env = "PETREL_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -213,6 +223,8 @@ pub struct Config {
     pub max_artifact_bytes: u64,
     pub max_build_bytes: u64,
     pub upload_ttl: Duration,
+    pub worker_lease: Duration,
+    pub local_worker: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -253,6 +265,8 @@ impl Settings {
             max_artifact_bytes: self.max_artifact_bytes.or(lower.max_artifact_bytes),
             max_build_bytes: self.max_build_bytes.or(lower.max_build_bytes),
             upload_ttl_secs: self.upload_ttl_secs.or(lower.upload_ttl_secs),
+            worker_lease_secs: self.worker_lease_secs.or(lower.worker_lease_secs),
+            local_worker: self.local_worker.or(lower.local_worker),
             log_format: self.log_format.or(lower.log_format),
         }
     }
@@ -321,6 +335,8 @@ impl Settings {
             max_artifact_bytes: self.max_artifact_bytes.unwrap_or(4 << 30).max(1),
             max_build_bytes: self.max_build_bytes.unwrap_or(16 << 30).max(1),
             upload_ttl: Duration::from_secs(self.upload_ttl_secs.unwrap_or(86_400).max(60)),
+            worker_lease: Duration::from_secs(self.worker_lease_secs.unwrap_or(60).clamp(2, 3600)),
+            local_worker: self.local_worker.unwrap_or(false),
             data_dir,
             listen,
             database,
@@ -356,6 +372,15 @@ impl Config {
         .expect("defaults are valid");
         config.database = database;
         config
+    }
+
+    /// The local worker's files (`--local-worker`).
+    pub fn local_worker_dir(&self) -> PathBuf {
+        self.data_dir.join("local-worker")
+    }
+
+    pub fn local_worker_credential(&self) -> PathBuf {
+        self.local_worker_dir().join("credential")
     }
 
     /// The URL printed for people and used in links.

@@ -2,7 +2,8 @@
 //!
 //! Where things are: `routes` declares every route; `handlers/` holds one module per resource;
 //! `auth` decides who the caller is and what they may touch; `db` connects, migrates, and runs
-//! the embedded PostgreSQL; `server` binds and starts everything.
+//! the embedded PostgreSQL; `server` binds and starts everything. Builds are queued in `queue`, handed out by
+//! `handlers/worker_protocol` and kept moving by `scheduler`.
 
 pub mod audit;
 pub mod auth;
@@ -11,11 +12,15 @@ pub mod builds;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
+pub mod examples;
 pub mod extract;
 pub mod handlers;
 pub mod maintenance;
 pub mod pagination;
+pub mod queue;
 pub mod routes;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tasks;

@@ -40,6 +40,8 @@ async fn main() -> anyhow::Result<()> {
     let config = cli.settings.resolve().context("configuration")?;
     petrel_api::telemetry::init(config.log_format);
     tracing::debug!(?config, "configuration");
+    let local_worker =
+        config.local_worker.then(|| (config.local_worker_dir(), config.local_worker_credential()));
     let running = server::run(config).await?;
     let s = &running.server;
     println!("Petrel is serving at {}/", s.url);
@@ -62,10 +64,67 @@ async fn main() -> anyhow::Result<()> {
             None => println!("  First start: sign in as `{}` with the configured password", admin.username),
         }
     }
+    let mut worker = match local_worker {
+        Some((dir, credential)) => Some(
+            spawn_local_worker(
+                &s.url,
+                s.local_ca.as_ref().map(|ca| ca.cert_path.as_path()),
+                &dir,
+                &credential,
+            )
+            .context("starting the local worker")?,
+        ),
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(worker) = worker.as_mut() {
+        stop_child(worker).await;
+    }
     running.shutdown().await;
     Ok(())
+}
+
+/// `petrel-worker run` next to this binary, against this server, with the Rust toolchain on
+/// PATH exposed to builds when there is one.
+fn spawn_local_worker(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    dir: &std::path::Path,
+    credential: &std::path::Path,
+) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?.with_file_name("petrel-worker");
+    anyhow::ensure!(exe.is_file(), "{} is missing (cargo build --release -p petrel-worker)", exe.display());
+    let mut command = tokio::process::Command::new(&exe);
+    command
+        .args(["run", "--api", url, "--work-dir"])
+        .arg(dir.join("work"))
+        .arg("--credential-file")
+        .arg(credential);
+    if let Some(ca) = ca {
+        command.arg("--ca").arg(ca);
+    }
+    let has_rust = std::process::Command::new("rustc")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_rust {
+        command.args(["--tool-dir", "rust=auto"]);
+    }
+    let child = command.kill_on_drop(true).spawn().with_context(|| format!("running {}", exe.display()))?;
+    println!("  Worker:     {} (one local worker, builds in {})", exe.display(), dir.join("work").display());
+    Ok(child)
+}
+
+async fn stop_child(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and have not reaped; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
 }
 
 async fn wait_for_signal() {

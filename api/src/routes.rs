@@ -13,8 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, tenants, tokens,
-    uploads, users, visualizations,
+    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, runs, tenants,
+    tokens, uploads, users, visualizations, worker_protocol, workers,
 };
 use crate::server::AppState;
 
@@ -70,7 +70,22 @@ where
             .service(uploads::put_artifact)
             .service(uploads::append_console)
             .service(uploads::finalize_upload)
-            .service(uploads::abort_upload),
+            .service(uploads::abort_upload)
+            .service(runs::run_job)
+            .service(runs::cancel_build)
+            .service(runs::rebuild_build)
+            .service(runs::list_rebuilds)
+            .service(runs::stream_console)
+            .service(workers::list_workers)
+            .service(workers::list_tenant_workers)
+            .service(workers::create_worker)
+            .service(workers::revoke_worker)
+            .service(worker_protocol::hello)
+            .service(worker_protocol::claim)
+            .service(worker_protocol::heartbeat)
+            .service(worker_protocol::append_build_console)
+            .service(worker_protocol::claim_rebuild)
+            .service(worker_protocol::get_verdict),
     )
 }
 
@@ -95,6 +110,8 @@ where
         (name = "jobs", description = "What is built, for which platforms, and who may see it"),
         (name = "builds", description = "Builds, their artifacts, console, inputs; look-up by hash"),
         (name = "uploads", description = "Staged, resumable, hash-verified uploads of builds"),
+        (name = "workers", description = "Registered build workers (shared or tenant-private)"),
+        (name = "worker protocol", description = "What build workers call: claim, heartbeat, console, rebuild"),
     )
 )]
 struct ApiDoc;
@@ -176,6 +193,16 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("petrel_...")
                     .description(Some("An API token created with POST /api/v1/tokens."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "worker",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("petrelw_...")
+                    .description(Some("A worker credential from POST /api/v1/workers."))
                     .build(),
             ),
         );

@@ -26,6 +26,8 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub store: BlobStore,
+    pub events: Arc<crate::events::Events>,
+    pub leadership: crate::scheduler::Leadership,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,7 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot create the first administrator: {0}")]
+    #[error("cannot prepare the installation (first administrator, examples, local worker): {0}")]
     Bootstrap(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
@@ -53,15 +55,16 @@ pub struct Server {
     pub handle: ServerHandle,
     pub local_ca: Option<LocalCa>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    gc: tokio::task::JoinHandle<()>,
-    tasks: tokio::task::JoinHandle<()>,
+    /// Background work, stopped with the server.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// Stops accepting, finishes in-flight requests, and waits for the server to end.
     pub async fn stop(self) {
-        self.gc.abort();
-        self.tasks.abort();
+        for task in &self.background {
+            task.abort();
+        }
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
@@ -86,7 +89,11 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let gc =
         crate::maintenance::spawn_periodic(db.clone(), store.clone(), std::time::Duration::from_secs(600));
     let tasks = crate::tasks::spawn_runner(db.clone(), store.clone());
-    let state = web::Data::new(AppState { db, config: config.clone(), store });
+    let events = Arc::new(crate::events::Events::default());
+    let listener = events.spawn_listener(db.clone());
+    let leadership = crate::scheduler::Leadership::default();
+    let scheduler = crate::scheduler::spawn(db.clone(), leadership.clone());
+    let state = web::Data::new(AppState { db, config: config.clone(), store, events, leadership });
     let openapi_doc = web::Data::new(routes::openapi());
 
     let factory = move || {
@@ -137,7 +144,8 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, gc, tasks })
+    let background = vec![gc, tasks, listener, scheduler];
+    Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, background })
 }
 
 /// A running Petrel: the server and, without `DATABASE_URL`, its own PostgreSQL.
@@ -173,6 +181,14 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
     let pool = db::connect(options, config.db_max_connections).await?;
     db::migrate(&pool).await?;
     let first_admin = bootstrap::ensure_first_admin(&pool, &config).await.map_err(StartError::Bootstrap)?;
+    if first_admin.is_some() {
+        bootstrap::create_examples(&pool).await.map_err(StartError::Bootstrap)?;
+    }
+    if config.local_worker {
+        bootstrap::ensure_local_worker(&pool, &config.local_worker_credential())
+            .await
+            .map_err(StartError::Bootstrap)?;
+    }
     let server = start(config, pool).await?;
     Ok(Running { server, embedded, first_admin })
 }

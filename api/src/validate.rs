@@ -99,3 +99,62 @@ mod artifact_path_tests {
 pub fn job_name(s: &str) -> Result<(), String> {
     platform(s)
 }
+
+/// Environment names the worker sets itself; a recipe may not override them.
+const RESERVED_ENV: &[&str] = &["PATH", "HOME", "SOURCE_DATE_EPOCH", "TZ", "LC_ALL", "LANG"];
+const MAX_RECIPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A job's recipe: a non-empty script, files at safe relative paths, well-formed environment
+/// names that leave the worker's own alone, at most 4 MiB in all.
+pub fn recipe(recipe: &petrel_wire::workers::Recipe, errors: &mut Vec<petrel_wire::FieldError>) {
+    use petrel_wire::FieldError;
+    if recipe.script.trim().is_empty() {
+        errors.push(FieldError::new("recipe.script", "must not be empty"));
+    }
+    let mut total = recipe.script.len();
+    if recipe.files.len() > 1000 {
+        errors.push(FieldError::new("recipe.files", "at most 1000 files"));
+    }
+    for (path, content) in &recipe.files {
+        total += path.len() + content.len();
+        if let Err(m) = artifact_path(path) {
+            errors.push(FieldError::new(format!("recipe.files[{path:?}]"), m));
+        }
+    }
+    for (name, value) in &recipe.env {
+        total += name.len() + value.len();
+        let well_formed = !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !well_formed {
+            errors.push(FieldError::new(
+                format!("recipe.env.{name}"),
+                "names are A-Z 0-9 _, not starting with a digit",
+            ));
+        } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with("PETREL_") {
+            errors.push(FieldError::new(format!("recipe.env.{name}"), "is set by the worker"));
+        }
+        if value.contains('\0') {
+            errors.push(FieldError::new(format!("recipe.env.{name}"), "must not contain NUL"));
+        }
+    }
+    if total > MAX_RECIPE_BYTES {
+        errors.push(FieldError::new("recipe", "at most 4 MiB in all"));
+    }
+}
+
+pub fn build_limits(limits: &petrel_wire::workers::BuildLimits, errors: &mut Vec<petrel_wire::FieldError>) {
+    use petrel_wire::FieldError;
+    let ranges = [
+        ("limits.timeout_secs", limits.timeout_secs, 1, 604_800),
+        ("limits.memory_mib", limits.memory_mib, 16, 1_048_576),
+        ("limits.output_mib", limits.output_mib, 1, 1_048_576),
+        ("limits.max_attempts", limits.max_attempts, 1, 20),
+    ];
+    for (field, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            errors.push(FieldError::new(field, format!("must be between {min} and {max}")));
+        }
+    }
+}

@@ -10,5 +10,6 @@ pub mod exec;
 pub mod graph;
 pub mod input_id;
 pub mod opam;
+pub mod platform;
 pub mod system_packages;
 pub mod treemap;

@@ -242,4 +242,27 @@ impl Api<'_> {
         let id = r.body["token"]["id"].as_str().unwrap().parse().unwrap();
         (id, r.body["secret"].as_str().unwrap().to_string())
     }
+
+    /// A job of `tenant` built by workers from `recipe` on `debian-12-x86_64`, plus `extra`
+    /// fields (limits, schedule ...).
+    pub async fn recipe_job(&self, tenant: Uuid, name: &str, recipe: Value, extra: Value) -> Uuid {
+        let mut body = json!({"name": name, "platforms": [PLATFORM], "recipe": recipe});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        self.admin.post(&format!("/api/v1/tenants/{tenant}/jobs"), body).await.expect(201).id()
+    }
+
+    /// Registers a worker (shared when `tenant` is none); returns its id, a client that sends
+    /// its credential, and the credential.
+    pub async fn worker(&self, name: &str, tenant: Option<Uuid>) -> (Uuid, Client, String) {
+        let r =
+            self.admin.post("/api/v1/workers", json!({"name": name, "tenant_id": tenant})).await.expect(201);
+        let credential = r.body["credential"].as_str().expect("credential").to_string();
+        let id = r.body["worker"]["id"].as_str().unwrap().parse().unwrap();
+        (id, self.admin.with_token(&credential), credential)
+    }
 }
+
+/// The platform the tests' jobs and workers use.
+pub const PLATFORM: &str = "debian-12-x86_64";

@@ -125,6 +125,8 @@ fn template_name() -> String {
 /// The API served over HTTPS on a free port, on its own database and data directory.
 pub struct TestServer {
     pub server: Server,
+    /// The configuration it runs with (listening on its bound address, for restarts).
+    pub config: Config,
     pub db: TestDb,
     pub data_dir: tempfile::TempDir,
     pub ca_pem: Vec<u8>,
@@ -147,12 +149,36 @@ impl TestServer {
         config.admin_password = Some(petrel_api::config::Secret::new(ADMIN_PASSWORD));
         adjust(&mut config);
         petrel_api::bootstrap::ensure_first_admin(&db.pool, &config).await.expect("bootstrap");
-        let server = server::start(config, db.pool.clone()).await.expect("start server");
+        let server = server::start(config.clone(), db.pool.clone()).await.expect("start server");
+        config.listen = server.addr;
         let ca_pem = match &server.local_ca {
             Some(ca) => std::fs::read(&ca.cert_path).expect("read CA"),
             None => Vec::new(),
         };
-        TestServer { server, db, data_dir, ca_pem, admin_password: ADMIN_PASSWORD.into() }
+        TestServer { server, config, db, data_dir, ca_pem, admin_password: ADMIN_PASSWORD.into() }
+    }
+
+    /// Stops the server; `resume` starts it again on the same address, CA and database.
+    pub async fn pause(&mut self) -> Paused {
+        let placeholder =
+            server::start(self.config_on_any_port(), self.db.pool.clone()).await.expect("placeholder");
+        let running = std::mem::replace(&mut self.server, placeholder);
+        running.stop().await;
+        // The placeholder only held the slot; it must not answer in the real one's place.
+        Paused
+    }
+
+    pub async fn resume(&mut self, _: Paused) {
+        let restarted =
+            server::start(self.config.clone(), self.db.pool.clone()).await.expect("restart server");
+        let placeholder = std::mem::replace(&mut self.server, restarted);
+        placeholder.stop().await;
+    }
+
+    fn config_on_any_port(&self) -> Config {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -171,6 +197,9 @@ impl TestServer {
         c
     }
 }
+
+/// A stopped [`TestServer`] (see [`TestServer::pause`]).
+pub struct Paused;
 
 /// A binary of the workspace, built next to this test's executable (`scripts/test.sh` builds
 /// them before the run).

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::workers::{BuildLimits, Recipe};
+
 /// Who may read a job and its builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +53,13 @@ pub struct Job {
     pub synopsis: Option<String>,
     pub readme: Option<String>,
     pub retention: Retention,
+    /// How workers build it; jobs without a recipe only receive uploads.
+    pub recipe: Option<Recipe>,
+    pub limits: BuildLimits,
+    /// `SOURCE_DATE_EPOCH` of every build of the job (fixed when the job is created).
+    pub source_date_epoch: i64,
+    /// When the scheduler queues it next.
+    pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -73,6 +82,14 @@ pub struct CreateJob {
     pub readme: Option<String>,
     #[serde(default)]
     pub retention: Option<Retention>,
+    #[serde(default)]
+    pub recipe: Option<Recipe>,
+    /// Defaults: one hour, 4 GiB, 1 GiB of output, 3 attempts.
+    #[serde(default)]
+    pub limits: Option<BuildLimits>,
+    /// Defaults to the job's creation time.
+    #[serde(default)]
+    pub source_date_epoch: Option<i64>,
 }
 
 /// A partial update: absent fields stay as they are.
@@ -86,6 +103,8 @@ pub struct UpdateJob {
     pub synopsis: Option<String>,
     pub readme: Option<String>,
     pub retention: Option<Retention>,
+    pub recipe: Option<Recipe>,
+    pub limits: Option<BuildLimits>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -136,6 +155,10 @@ pub struct Build {
     /// Hex SHA-256 identifying the build's inputs (see the input_id rules).
     pub input_id: Option<String>,
     pub main_binary: Option<Artifact>,
+    /// Tries so far (a worker lost mid-build counts one); 0 for uploaded builds.
+    pub attempt: i32,
+    /// The build this one re-runs to check its reproducibility.
+    pub rebuild_of: Option<Uuid>,
 }
 
 /// Query parameters of build lists.
@@ -205,6 +228,9 @@ pub struct OpenUpload {
     pub script: Option<String>,
     #[serde(default)]
     pub worker: Option<String>,
+    /// The build was stopped at its job's timeout (its status becomes `timed_out`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -195,4 +195,6 @@ pub struct Readiness {
     pub migrations: bool,
     /// The newest applied migration version.
     pub schema_version: Option<i64>,
+    /// Whether this replica is the one that schedules builds and watches worker leases now.
+    pub scheduler: bool,
 }

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod page;
 pub mod problem;
 pub mod treemap;
+pub mod workers;
 
 pub use page::Page;
 pub use problem::{FieldError, Problem};

@@ -8,6 +8,7 @@ pub mod password;
 pub mod read;
 pub mod secret;
 pub mod session;
+pub mod worker;
 
 use actix_web::dev::Payload;
 use actix_web::http::{Method, header};

@@ -40,13 +40,15 @@ pub(crate) struct BuildRow {
     main_sha256: Option<Vec<u8>>,
     main_size: Option<i64>,
     main_stored: Option<bool>,
+    attempt: i32,
+    rebuild_of: Option<Uuid>,
 }
 
 /// Columns of [`BuildRow`], from [`BUILD_FROM`].
 const BUILD_COLUMNS: &str = "SELECT b.id, b.tenant_id, b.job_id, j.name AS job_name, b.platform,
         b.status::text AS status, b.result_kind::text AS result_kind, b.result_code, b.result_message,
         b.queued_at, b.started_at, b.finished_at, b.worker, b.input_id, b.main_binary,
-        a.sha256 AS main_sha256, a.size AS main_size, bl.stored AS main_stored";
+        a.sha256 AS main_sha256, a.size AS main_size, bl.stored AS main_stored, b.attempt, b.rebuild_of";
 /// Builds with their job (`j`, for [`ReadScope::SQL`]) and main binary's artifact and blob.
 const BUILD_FROM: &str = "FROM builds b JOIN jobs j ON j.id = b.job_id
    LEFT JOIN build_artifacts a ON a.build_id = b.id AND a.path = b.main_binary
@@ -106,6 +108,8 @@ impl From<BuildRow> for Build {
             worker: r.worker,
             input_id: r.input_id.map(hex::encode),
             main_binary,
+            attempt: r.attempt,
+            rebuild_of: r.rebuild_of,
         }
     }
 }

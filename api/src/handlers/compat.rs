@@ -266,8 +266,16 @@ async fn store_whole_build(
         return Err(ApiError::conflict("build-exists", "a build with this UUID exists already"));
     }
     let upload_id = Uuid::new_v4();
-    crate::builds::create_upload(state, upload_id, tenant, job_id, build_id, &build.meta, caller.user_id)
-        .await?;
+    crate::builds::create_upload(
+        state,
+        upload_id,
+        tenant,
+        job_id,
+        build_id,
+        &build.meta,
+        Some(caller.user_id),
+    )
+    .await?;
     for (path, data) in build.files {
         let sha = sha2::Sha256::digest(&data).to_vec();
         let size = data.len() as i64;
@@ -368,6 +376,7 @@ async fn upload_exec(
         result,
         script: Some(exec.job.script),
         worker: None,
+        timed_out: false,
     };
     let console = exec.console.into_iter().map(|l| (l.delta_ns / 1_000_000, l.line)).collect();
     let files = exec.outputs.into_iter().map(|o| (o.path, o.data)).collect();
@@ -407,6 +416,7 @@ async fn upload_binary(
         result: petrel_wire::builds::BuildResult::Exited { code: 0 },
         script: Some("# manually built and uploaded".into()),
         worker: None,
+        timed_out: false,
     };
     let build = WholeBuild { meta, console: Vec::new(), files: vec![(format!("bin/{name}"), bytes)] };
     let build_id = store_whole_build(&state, &caller, &tenant, job_id, build).await?;

@@ -28,7 +28,7 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (database, migrations, schema_version) = crate::db::readiness(&state.db).await;
-    let body = Readiness { database, migrations, schema_version };
+    let body = Readiness { database, migrations, schema_version, scheduler: state.leadership.is_leader() };
     if database && migrations {
         HttpResponse::Ok().json(body)
     } else {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use petrel_wire::builds::{CreateJob, Job, Retention, Schedule, UpdateJob, Visibility};
 use petrel_wire::identity::Role;
 use petrel_wire::page::PageQuery;
+use petrel_wire::workers::{BuildLimits, Recipe};
 use petrel_wire::{FieldError, Page};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -17,59 +18,63 @@ use crate::extract::{Json, Query};
 use crate::pagination::{keyset, page};
 use crate::server::AppState;
 
-pub(crate) const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.name, j.platforms, j.schedule::text, j.visibility::text, \
-     j.synopsis, j.readme, j.keep_last, j.keep_days, j.created_at, j.updated_at, p.path";
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.name, j.platforms, j.schedule::text AS schedule, \
+     j.visibility::text AS visibility, j.synopsis, j.readme, j.keep_last, j.keep_days, j.recipe, j.timeout_secs, \
+     j.memory_mib, j.output_mib, j.max_attempts, j.source_date_epoch, j.next_run_at, j.created_at, j.updated_at, \
+     p.path";
 
-type JobRow = (
-    Uuid,
-    Uuid,
-    String,
-    Vec<String>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-    Option<i32>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    String,
-);
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    platforms: Vec<String>,
+    schedule: String,
+    visibility: String,
+    synopsis: Option<String>,
+    readme: Option<String>,
+    keep_last: Option<i32>,
+    keep_days: Option<i32>,
+    recipe: Option<sqlx::types::Json<Recipe>>,
+    timeout_secs: i32,
+    memory_mib: i32,
+    output_mib: i32,
+    max_attempts: i32,
+    source_date_epoch: i64,
+    next_run_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    path: String,
+}
 
 fn job(r: JobRow) -> Job {
-    let (
-        id,
-        tenant_id,
-        name,
-        platforms,
-        schedule,
-        visibility,
-        synopsis,
-        readme,
-        keep_last,
-        keep_days,
-        created_at,
-        updated_at,
-        path,
-    ) = r;
     Job {
-        id,
-        tenant_id,
-        qualified_name: format!("{path}:{name}"),
-        name,
-        platforms,
-        schedule: match schedule.as_str() {
+        id: r.id,
+        tenant_id: r.tenant_id,
+        qualified_name: format!("{}:{}", r.path, r.name),
+        name: r.name,
+        platforms: r.platforms,
+        schedule: match r.schedule.as_str() {
             "hourly" => Schedule::Hourly,
             "daily" => Schedule::Daily,
             "weekly" => Schedule::Weekly,
             _ => Schedule::Never,
         },
-        visibility: if visibility == "public" { Visibility::Public } else { Visibility::Private },
-        synopsis,
-        readme,
-        retention: Retention { keep_last, keep_days },
-        created_at,
-        updated_at,
+        visibility: if r.visibility == "public" { Visibility::Public } else { Visibility::Private },
+        synopsis: r.synopsis,
+        readme: r.readme,
+        retention: Retention { keep_last: r.keep_last, keep_days: r.keep_days },
+        recipe: r.recipe.map(|j| j.0),
+        limits: BuildLimits {
+            timeout_secs: r.timeout_secs,
+            memory_mib: r.memory_mib,
+            output_mib: r.output_mib,
+            max_attempts: r.max_attempts,
+        },
+        source_date_epoch: r.source_date_epoch,
+        next_run_at: r.next_run_at,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
     }
 }
 
@@ -89,14 +94,25 @@ fn visibility_str(v: Visibility) -> &'static str {
     }
 }
 
-fn validate_fields(
-    name: Option<&str>,
-    platforms: Option<&[String]>,
-    synopsis: Option<&str>,
-    readme: Option<&str>,
-    retention: Option<&Retention>,
-) -> Result<(), ApiError> {
+struct JobFields<'a> {
+    name: Option<&'a str>,
+    platforms: Option<&'a [String]>,
+    synopsis: Option<&'a str>,
+    readme: Option<&'a str>,
+    retention: Option<&'a Retention>,
+    recipe: Option<&'a Recipe>,
+    limits: Option<&'a BuildLimits>,
+}
+
+fn validate_fields(fields: JobFields<'_>) -> Result<(), ApiError> {
+    let JobFields { name, platforms, synopsis, readme, retention, recipe, limits } = fields;
     let mut errors = Vec::new();
+    if let Some(recipe) = recipe {
+        crate::validate::recipe(recipe, &mut errors);
+    }
+    if let Some(limits) = limits {
+        crate::validate::build_limits(limits, &mut errors);
+    }
     if let Some(Err(m)) = name.map(crate::validate::job_name) {
         errors.push(FieldError::new("name", m));
     }
@@ -244,19 +260,24 @@ pub async fn create_job(
     Json(body): Json<CreateJob>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant(&state.db, path.into_inner(), Role::Operator).await?;
-    validate_fields(
-        Some(&body.name),
-        Some(&body.platforms),
-        body.synopsis.as_deref(),
-        body.readme.as_deref(),
-        body.retention.as_ref(),
-    )?;
+    validate_fields(JobFields {
+        name: Some(&body.name),
+        platforms: Some(&body.platforms),
+        synopsis: body.synopsis.as_deref(),
+        readme: body.readme.as_deref(),
+        retention: body.retention.as_ref(),
+        recipe: body.recipe.as_ref(),
+        limits: body.limits.as_ref(),
+    })?;
     let id = Uuid::new_v4();
     let retention = body.retention.clone().unwrap_or_default();
+    let limits = body.limits.unwrap_or_default();
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "INSERT INTO jobs (id, tenant_id, name, platforms, schedule, visibility, synopsis, readme, keep_last, keep_days)
-         VALUES ($1, $2, $3, $4, $5::job_schedule, $6::job_visibility, $7, $8, $9, $10)",
+        "INSERT INTO jobs (id, tenant_id, name, platforms, schedule, visibility, synopsis, readme, keep_last, keep_days,
+                           recipe, timeout_secs, memory_mib, output_mib, max_attempts, source_date_epoch, next_run_at)
+         VALUES ($1, $2, $3, $4, $5::job_schedule, $6::job_visibility, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                 coalesce($16, extract(epoch FROM now())::bigint), CASE WHEN $5 = 'never' THEN NULL ELSE now() END)",
     )
     .bind(id)
     .bind(tenant.tenant_id())
@@ -268,6 +289,12 @@ pub async fn create_job(
     .bind(&body.readme)
     .bind(retention.keep_last)
     .bind(retention.keep_days)
+    .bind(body.recipe.as_ref().map(sqlx::types::Json))
+    .bind(limits.timeout_secs)
+    .bind(limits.memory_mib)
+    .bind(limits.output_mib)
+    .bind(limits.max_attempts)
+    .bind(body.source_date_epoch)
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -324,18 +351,26 @@ pub async fn update_job(
     Json(body): Json<UpdateJob>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, current) = writable_job(&state.db, &caller, path.into_inner(), Role::Operator).await?;
-    validate_fields(
-        None,
-        body.platforms.as_deref(),
-        body.synopsis.as_deref(),
-        body.readme.as_deref(),
-        body.retention.as_ref(),
-    )?;
+    validate_fields(JobFields {
+        name: None,
+        platforms: body.platforms.as_deref(),
+        synopsis: body.synopsis.as_deref(),
+        readme: body.readme.as_deref(),
+        retention: body.retention.as_ref(),
+        recipe: body.recipe.as_ref(),
+        limits: body.limits.as_ref(),
+    })?;
     let retention = body.retention.clone().unwrap_or(current.retention.clone());
+    let limits = body.limits.unwrap_or(current.limits);
     let mut tx = state.db.begin().await?;
+    // A changed schedule takes effect now: the next run is due at once (or never).
     sqlx::query(
         "UPDATE jobs SET platforms = $3, schedule = $4::job_schedule, visibility = $5::job_visibility,
-                synopsis = $6, readme = $7, keep_last = $8, keep_days = $9, updated_at = now()
+                synopsis = $6, readme = $7, keep_last = $8, keep_days = $9, recipe = $10, timeout_secs = $11,
+                memory_mib = $12, output_mib = $13, max_attempts = $14,
+                next_run_at = CASE WHEN $4 = 'never' THEN NULL
+                                   WHEN schedule::text = $4 THEN next_run_at ELSE now() END,
+                updated_at = now()
           WHERE id = $1 AND tenant_id = $2",
     )
     .bind(current.id)
@@ -347,6 +382,11 @@ pub async fn update_job(
     .bind(body.readme.as_ref().or(current.readme.as_ref()))
     .bind(retention.keep_last)
     .bind(retention.keep_days)
+    .bind(body.recipe.as_ref().or(current.recipe.as_ref()).map(sqlx::types::Json))
+    .bind(limits.timeout_secs)
+    .bind(limits.memory_mib)
+    .bind(limits.output_mib)
+    .bind(limits.max_attempts)
     .execute(&mut *tx)
     .await?;
     audit::record(

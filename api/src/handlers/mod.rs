@@ -10,11 +10,14 @@ pub mod health;
 pub mod jobs;
 pub mod members;
 pub mod reproducibility;
+pub mod runs;
 pub mod tenants;
 pub mod tokens;
 pub mod uploads;
 pub mod users;
 pub mod visualizations;
+pub mod worker_protocol;
+pub mod workers;
 
 use petrel_wire::identity::Role;
 

@@ -4,10 +4,12 @@
 
 use std::io::Write;
 
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
 use petrel_wire::FieldError;
 use petrel_wire::builds::{Artifact, Build, BuildResult, ConsoleChunk, OpenUpload, Upload};
 use petrel_wire::identity::Role;
@@ -19,6 +21,7 @@ use super::builds::readable_build;
 use super::jobs::writable_job;
 use crate::audit::{self, Actor};
 use crate::auth::read::ReadScope;
+use crate::auth::worker::WorkerPrincipal;
 use crate::auth::{Caller, TenantScope};
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -40,7 +43,71 @@ struct UploadRow {
     expires_at: DateTime<Utc>,
 }
 
-async fn writable_upload(db: &PgPool, caller: &Caller, upload_id: Uuid) -> Result<UploadRow, ApiError> {
+/// Who uploads: an operator of the job's tenant, or the worker that holds the build.
+pub enum Uploader {
+    User(Caller),
+    Worker(WorkerPrincipal),
+}
+
+impl FromRequest for Uploader {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if crate::auth::worker::credential_in(req).is_some() {
+            let worker = WorkerPrincipal::from_request(req, payload);
+            Box::pin(async move { Ok(Uploader::Worker(worker.await?)) })
+        } else {
+            let caller = Caller::from_request(req, payload);
+            Box::pin(async move { Ok(Uploader::User(caller.await?)) })
+        }
+    }
+}
+
+impl Uploader {
+    fn actor(&self) -> Actor {
+        match self {
+            Uploader::User(caller) => Actor::from(caller),
+            Uploader::Worker(worker) => worker.actor(),
+        }
+    }
+
+    fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Uploader::User(caller) => Some(caller.user_id),
+            Uploader::Worker(_) => None,
+        }
+    }
+
+    async fn read_scope(&self, db: &PgPool, tenant: &TenantScope) -> Result<ReadScope, ApiError> {
+        match self {
+            Uploader::User(caller) => ReadScope::of(Some(caller), db).await,
+            Uploader::Worker(_) => Ok(ReadScope::from(tenant)),
+        }
+    }
+
+    /// The tenant scope for writing the upload of `build_id` (of job `job_id`).
+    async fn scope_for(
+        &self,
+        db: &PgPool,
+        tenant_id: Uuid,
+        build_id: Uuid,
+        job_id: Uuid,
+        finalized: bool,
+    ) -> Result<TenantScope, ApiError> {
+        match self {
+            Uploader::User(caller) => {
+                caller.tenant(db, tenant_id, Role::Operator).await.map_err(|e| match e {
+                    ApiError::NotFound(_) => ApiError::NotFound("upload"),
+                    other => other,
+                })
+            }
+            Uploader::Worker(worker) => worker.build_for_upload(db, build_id, job_id, finalized).await,
+        }
+    }
+}
+
+async fn writable_upload(db: &PgPool, uploader: &Uploader, upload_id: Uuid) -> Result<UploadRow, ApiError> {
     let row: Option<(Uuid, Uuid, Uuid, String, serde_json::Value, DateTime<Utc>)> = sqlx::query_as(
         "SELECT tenant_id, job_id, build_id, state, metadata, expires_at FROM uploads WHERE id = $1",
     )
@@ -49,10 +116,7 @@ async fn writable_upload(db: &PgPool, caller: &Caller, upload_id: Uuid) -> Resul
     .await?;
     let (tenant_id, job_id, build_id, state, metadata, expires_at) =
         row.ok_or(ApiError::NotFound("upload"))?;
-    let tenant = caller.tenant(db, tenant_id, Role::Operator).await.map_err(|e| match e {
-        ApiError::NotFound(_) => ApiError::NotFound("upload"),
-        other => other,
-    })?;
+    let tenant = uploader.scope_for(db, tenant_id, build_id, job_id, state == "finalized").await?;
     let metadata = serde_json::from_value(metadata).map_err(ApiError::internal)?;
     Ok(UploadRow { tenant, job_id, build_id, state, metadata, expires_at })
 }
@@ -96,16 +160,25 @@ async fn upload_view(db: &PgPool, upload_id: Uuid, upload: &UploadRow) -> Result
         (status = 200, description = "Already open (a retry)", body = Upload),
         (status = 409, description = "That build exists already", body = petrel_wire::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[post("/jobs/{job_id}/uploads")]
 pub async fn open_upload(
     state: web::Data<AppState>,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<Uuid>,
     Json(body): Json<OpenUpload>,
 ) -> Result<HttpResponse, ApiError> {
-    let (tenant, job) = writable_job(&state.db, &caller, path.into_inner(), Role::Operator).await?;
+    let job_id = path.into_inner();
+    let tenant = match &uploader {
+        Uploader::User(caller) => writable_job(&state.db, caller, job_id, Role::Operator).await?.0,
+        Uploader::Worker(worker) => {
+            let build_id = body.build_id.ok_or_else(|| {
+                ApiError::field("build_id", "a worker uploads the build it claimed: give its id")
+            })?;
+            worker.build_for_upload(&state.db, build_id, job_id, false).await?
+        }
+    };
     let mut errors = Vec::new();
     if let Err(m) = validate::platform(&body.platform) {
         errors.push(FieldError::new("platform", m));
@@ -128,30 +201,33 @@ pub async fn open_upload(
         return Err(ApiError::fields(errors));
     }
     let build_id = body.build_id.unwrap_or_else(Uuid::new_v4);
-    let existing: Option<(Uuid, Uuid)> = sqlx::query_as("SELECT id, job_id FROM uploads WHERE build_id = $1")
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM uploads WHERE build_id = $1")
         .bind(build_id)
         .fetch_optional(&state.db)
         .await?;
-    if let Some((upload_id, job_id)) = existing {
-        let upload = writable_upload(&state.db, &caller, upload_id).await?;
-        if job_id != job.id || upload.state != "open" {
+    if let Some(upload_id) = existing {
+        let upload = writable_upload(&state.db, &uploader, upload_id).await?;
+        if upload.job_id != job_id || upload.state != "open" {
             return Err(ApiError::conflict("build-exists", "an upload of this build exists already"));
         }
         return Ok(HttpResponse::Ok().json(upload_view(&state.db, upload_id, &upload).await?));
     }
+    // A worker's claimed build exists already and is what it uploads; a user's upload is a
+    // new build.
     let built: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM builds WHERE id = $1)")
         .bind(build_id)
         .fetch_one(&state.db)
         .await?;
-    if built {
+    if built && matches!(uploader, Uploader::User(_)) {
         return Err(ApiError::conflict("build-exists", "a build with this id exists already"));
     }
     let id = Uuid::new_v4();
     let expires_at =
-        crate::builds::create_upload(&state, id, &tenant, job.id, build_id, &body, caller.user_id).await?;
+        crate::builds::create_upload(&state, id, &tenant, job_id, build_id, &body, uploader.user_id())
+            .await?;
     Ok(HttpResponse::Created().json(Upload {
         id,
-        job_id: job.id,
+        job_id,
         build_id,
         state: "open".into(),
         artifacts: Vec::new(),
@@ -164,16 +240,16 @@ pub async fn open_upload(
     tag = "uploads",
     params(("upload_id" = Uuid, Path, description = "The upload's id")),
     responses((status = 200, description = "The upload", body = Upload)),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[get("/uploads/{upload_id}")]
 pub async fn get_upload(
     state: web::Data<AppState>,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let upload_id = path.into_inner();
-    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     Ok(HttpResponse::Ok().json(upload_view(&state.db, upload_id, &upload).await?))
 }
 
@@ -200,13 +276,13 @@ impl Drop for StagedFile {
     responses(
         (status = 201, description = "Stored", body = Artifact),
     ),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[put("/uploads/{upload_id}/artifacts/{path:.*}")]
 pub async fn put_artifact(
     state: web::Data<AppState>,
     req: HttpRequest,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<(Uuid, String)>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -223,7 +299,7 @@ pub async fn put_artifact(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     require_open(&upload)?;
     let limits = &state.config;
     let others: i64 = sqlx::query_scalar(
@@ -304,17 +380,17 @@ fn too_large(artifact: u64, build: u64) -> ApiError {
     params(("upload_id" = Uuid, Path, description = "The upload's id")),
     request_body = ConsoleChunk,
     responses((status = 204, description = "Appended")),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[post("/uploads/{upload_id}/console")]
 pub async fn append_console(
     state: web::Data<AppState>,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<Uuid>,
     Json(body): Json<ConsoleChunk>,
 ) -> Result<HttpResponse, ApiError> {
     let upload_id = path.into_inner();
-    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     require_open(&upload)?;
     if body.lines.len() > MAX_CONSOLE_LINES_PER_CHUNK {
         return Err(ApiError::field(
@@ -359,17 +435,17 @@ pub async fn append_console(
         (status = 201, description = "The new build", body = Build),
         (status = 200, description = "Finalized before (a retry)", body = Build),
     ),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[post("/uploads/{upload_id}/finalize")]
 pub async fn finalize_upload(
     state: web::Data<AppState>,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let upload_id = path.into_inner();
-    let upload = writable_upload(&state.db, &caller, upload_id).await?;
-    let scope = ReadScope::of(Some(&caller), &state.db).await?;
+    let upload = writable_upload(&state.db, &uploader, upload_id).await?;
+    let scope = uploader.read_scope(&state.db, &upload.tenant).await?;
     if upload.state == "finalized" {
         return Ok(HttpResponse::Ok().json(readable_build(&state.db, &scope, upload.build_id).await?));
     }
@@ -402,7 +478,7 @@ pub async fn finalize_upload(
     audit::record(
         &mut *tx,
         Some(upload.tenant.tenant_id()),
-        &Actor::from(&caller),
+        &uploader.actor(),
         "build.upload",
         Some(upload.build_id.to_string()),
         serde_json::json!({"job_id": upload.job_id, "platform": upload.metadata.platform}),
@@ -417,16 +493,16 @@ pub async fn finalize_upload(
     tag = "uploads",
     params(("upload_id" = Uuid, Path, description = "The upload's id")),
     responses((status = 204, description = "Aborted")),
-    security(("bearer" = []), ("session" = []))
+    security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[delete("/uploads/{upload_id}")]
 pub async fn abort_upload(
     state: web::Data<AppState>,
-    caller: Caller,
+    uploader: Uploader,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let upload_id = path.into_inner();
-    let upload = writable_upload(&state.db, &caller, upload_id).await?;
+    let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     if upload.state == "finalized" {
         return Err(ApiError::conflict("upload-finalized", "the upload is finalized already"));
     }

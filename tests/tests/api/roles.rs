@@ -38,6 +38,9 @@ enum Need {
     /// A private object of tenant A read through a route open to anonymous callers: those
     /// without access get 404, never 401.
     ReadPrivate,
+    /// The worker protocol: a worker credential, never a user's session or token
+    /// (tests/api/workers.rs covers workers themselves).
+    Worker,
 }
 
 struct Ctx {
@@ -47,6 +50,8 @@ struct Ctx {
     owner_a: Uuid,
     viewer_a: Uuid,
     job_a: Uuid,
+    /// A job of tenant A with a recipe (for "run now").
+    job_recipe: Uuid,
     build_a: Uuid,
     sha_a: String,
 }
@@ -107,6 +112,22 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("POST", "/api/v1/uploads/{upload_id}/console", Need::Role(2), 204),
     ("POST", "/api/v1/uploads/{upload_id}/finalize", Need::Role(2), 201),
     ("DELETE", "/api/v1/uploads/{upload_id}", Need::Role(2), 204),
+    ("POST", "/api/v1/jobs/{job_id}/runs", Need::Role(2), 202),
+    // build_a is an uploaded, finished build: allowed callers learn that it cannot change.
+    ("POST", "/api/v1/builds/{build_id}/cancel", Need::Role(2), 409),
+    ("POST", "/api/v1/builds/{build_id}/rebuild", Need::Role(2), 409),
+    ("GET", "/api/v1/builds/{build_id}/rebuilds", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/builds/{build_id}/console/stream", Need::ReadPrivate, 200),
+    ("GET", "/api/v1/workers", Need::Admin, 200),
+    ("POST", "/api/v1/workers", Need::Role(3), 201),
+    ("DELETE", "/api/v1/workers/{worker_id}", Need::Role(3), 204),
+    ("GET", "/api/v1/tenants/{tenant_id}/workers", Need::Role(1), 200),
+    ("POST", "/api/v1/worker/hello", Need::Worker, 200),
+    ("POST", "/api/v1/worker/claim", Need::Worker, 200),
+    ("POST", "/api/v1/worker/builds/{build_id}/heartbeat", Need::Worker, 200),
+    ("POST", "/api/v1/worker/builds/{build_id}/console", Need::Worker, 204),
+    ("POST", "/api/v1/worker/rebuilds", Need::Worker, 200),
+    ("GET", "/api/v1/worker/verdicts/{rebuild_id}", Need::Worker, 200),
 ];
 
 /// Public routes and the session routes covered by tests/auth.rs.
@@ -188,6 +209,26 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
             (t.replace("{upload_id}", &upload.to_string()).replace("{path}", "bin/x.hvt"), body)
         }
         "/api/v1/fleet/packages" => ("/api/v1/fleet/packages?ecosystem=opam&name=mirage".to_string(), None),
+        "/api/v1/jobs/{job_id}/runs" => (format!("/api/v1/jobs/{}/runs", ctx.job_recipe), Some(json!({}))),
+        "/api/v1/builds/{build_id}/cancel" | "/api/v1/builds/{build_id}/rebuild" => {
+            (template.replace("{build_id}", &ctx.build_a.to_string()), Some(json!({})))
+        }
+        "/api/v1/workers" if method == Method::POST => {
+            (template.to_string(), Some(json!({"name": format!("worker-{n}"), "tenant_id": a})))
+        }
+        "/api/v1/workers/{worker_id}" => {
+            let created = ctx
+                .admin
+                .post("/api/v1/workers", json!({"name": format!("doomed-worker-{n}"), "tenant_id": a}))
+                .await
+                .expect(201);
+            (format!("/api/v1/workers/{}", created.body["worker"]["id"].as_str().unwrap()), None)
+        }
+        t if t.starts_with("/api/v1/worker/") => (
+            t.replace("{build_id}", &ctx.build_a.to_string())
+                .replace("{rebuild_id}", &ctx.build_a.to_string()),
+            if method == Method::POST { Some(json!({})) } else { None },
+        ),
         t => (
             t.replace("{tenant_id}", &a.to_string())
                 .replace("{job_id}", &ctx.job_a.to_string())
@@ -207,11 +248,12 @@ fn expected(who: Who, need: Need, success: u16) -> (u16, Option<&'static str>) {
         (Need::Public, _) => return (success, None),
         (Need::ReadPrivate, Who::Admin | Who::Owner | Who::Operator | Who::Viewer) => return (success, None),
         (Need::ReadPrivate, _) => return (404, Some("not-found")),
+        (Need::Worker, _) => return (401, Some("unauthenticated")),
         (_, Who::Anonymous) => return (401, Some("unauthenticated")),
         _ => {}
     }
     match need {
-        Need::Public | Need::ReadPrivate => unreachable!("answered above"),
+        Need::Public | Need::ReadPrivate | Need::Worker => unreachable!("answered above"),
         Need::AnyUser => (success, None),
         Need::Admin => {
             if who == Who::Admin {
@@ -250,15 +292,37 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
     api.member(tenant_b, "owner-b", "owner").await;
     let anonymous = admin.anonymous();
     let job_a = api.job(tenant_a, "job-a", false).await;
+    let job_recipe: Uuid = admin
+        .post(
+            &format!("/api/v1/tenants/{tenant_a}/jobs"),
+            json!({"name": "with-recipe", "platforms": ["debian-12-x86_64"], "recipe": {"script": "true"}}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let true_elf = std::fs::read("/usr/bin/true").unwrap();
-    let opam = include_bytes!("../../inputs/testdata/opam-switch-mirage4");
+    let opam = include_bytes!("../../../inputs/testdata/opam-switch-mirage4");
     let build = Api::build(&admin, job_a, &[("bin/a.hvt", &true_elf), ("opam-switch", opam)]).await;
     let build_a: Uuid = build["id"].as_str().unwrap().parse().unwrap();
     for kind in ["dependencies", "treemap"] {
         petrel_tests::eventually(&admin, &format!("/api/v1/builds/{build_a}/{kind}")).await;
     }
     let sha_a = build["main_binary"]["sha256"].as_str().unwrap().to_string();
-    let ctx = Ctx { _server: s, admin: admin.clone(), tenant_a, owner_a, viewer_a, job_a, build_a, sha_a };
+    let ctx = Ctx {
+        _server: s,
+        admin: admin.clone(),
+        tenant_a,
+        owner_a,
+        viewer_a,
+        job_a,
+        job_recipe,
+        build_a,
+        sha_a,
+    };
 
     let mut n = 0;
     let mut failures = Vec::new();

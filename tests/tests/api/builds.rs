@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-const OPAM_SWITCH: &[u8] = include_bytes!("../../inputs/testdata/opam-switch-mirage4");
+const OPAM_SWITCH: &[u8] = include_bytes!("../../../inputs/testdata/opam-switch-mirage4");
 const ENVIRONMENT: &[u8] =
     b"HOME=/home/builder\nPATH=/usr/bin:/bin\nSOURCE_DATE_EPOCH=1589138087\nOS=debian\n";
 const SYSTEM_PACKAGES: &[u8] = b"gcc=4:12.2.0-3\nlibgmp-dev=2:6.2.1+dfsg1-1.1\nmake=4.3-4.1\n";

@@ -1,0 +1,19 @@
+//! Black-box tests of the API service: one binary (one link, one copy on disk), one module per area.
+
+mod auth;
+mod browser;
+mod builds;
+mod compat;
+mod https;
+mod isolation;
+mod migrations;
+mod openapi;
+mod pagination;
+mod problems;
+mod queue;
+mod restart;
+mod roles;
+mod s3;
+mod spa;
+mod tokens;
+mod workers;
