@@ -30,6 +30,7 @@ pub fn unikernel_recipe() -> Recipe {
         files,
         env: BTreeMap::new(),
         network: false,
+        template: None,
     }
 }
 
@@ -54,6 +55,7 @@ pub fn rust_recipe() -> Recipe {
         files,
         env: BTreeMap::new(),
         network: false,
+        template: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod server;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod templates;
 pub mod tls;
 pub mod validate;
 pub mod visualize;

@@ -152,6 +152,7 @@ pub async fn claim(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
+    let platform = row.platform.clone();
     // A new attempt starts with a clean console.
     sqlx::query("DELETE FROM build_console WHERE build_id = $1").bind(row.id).execute(&mut *conn).await?;
     events::build_changed(conn, row.id).await?;
@@ -161,7 +162,7 @@ pub async fn claim(
         job_name: row.job_name,
         platform: row.platform,
         attempt: row.attempt,
-        recipe: row.recipe.map(|r| r.0).unwrap_or_default(),
+        recipe: crate::templates::render(row.recipe.map(|r| r.0).unwrap_or_default(), &platform),
         limits: row.limits.map(|l| l.0).unwrap_or_default(),
         source_date_epoch: row.source_date_epoch.unwrap_or(0),
         rebuild_of: row.rebuild_of,

@@ -13,8 +13,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, runs, tenants,
-    tokens, uploads, users, visualizations, worker_protocol, workers,
+    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, runs, templates,
+    tenants, tokens, uploads, users, visualizations, worker_protocol, workers,
 };
 use crate::server::AppState;
 
@@ -52,6 +52,7 @@ where
             .service(jobs::get_job)
             .service(jobs::update_job)
             .service(jobs::delete_job)
+            .service(templates::list_templates)
             .service(builds::list_builds)
             .service(builds::get_build)
             .service(builds::list_artifacts)

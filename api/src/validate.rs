@@ -108,8 +108,8 @@ const MAX_RECIPE_BYTES: usize = 4 * 1024 * 1024;
 /// names that leave the worker's own alone, at most 4 MiB in all.
 pub fn recipe(recipe: &petrel_wire::workers::Recipe, errors: &mut Vec<petrel_wire::FieldError>) {
     use petrel_wire::FieldError;
-    if recipe.script.trim().is_empty() {
-        errors.push(FieldError::new("recipe.script", "must not be empty"));
+    if recipe.template.is_none() && recipe.script.trim().is_empty() {
+        errors.push(FieldError::new("recipe.script", "must not be empty (or name a template)"));
     }
     let mut total = recipe.script.len();
     if recipe.files.len() > 1000 {

@@ -17,8 +17,14 @@ pub const WORKER_TOKEN_PREFIX: &str = "petrelw_";
     "files": {"hello.c": "int main(void) { return 0; }\n"}}))]
 pub struct Recipe {
     /// Run with `/bin/sh -eu` in the build directory. Artifacts are the files it leaves in
-    /// `$PETREL_OUTPUT`; the single file under `bin/` is the main binary.
+    /// `$PETREL_OUTPUT`; the single file under `bin/` is the main binary. Empty when a
+    /// `template` gives the script.
+    #[serde(default)]
     pub script: String,
+    /// A named script template (see `GET /api/v1/recipe-templates`), in its variant for the
+    /// build's platform, with these substitutions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
     /// Files written into the build directory before the script runs: relative path → content.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
@@ -30,6 +36,29 @@ pub struct Recipe {
     /// a network namespace of its own with loopback only.
     #[serde(default)]
     pub network: bool,
+}
+
+/// A template by name, with values for its variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    pub name: String,
+    /// Each value is substituted as one shell word (quoted).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A script template workers can run, with a variant per platform family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecipeTemplate {
+    pub name: String,
+    pub description: String,
+    /// Variables: name → what it is. Written `{{NAME}}` in the script.
+    pub variables: BTreeMap<String, String>,
+    /// Variables that may be left out (substituted as nothing).
+    pub optional: Vec<String>,
+    /// Platform prefixes with a variant (e.g. `debian-`, `freebsd-`).
+    pub platforms: Vec<String>,
 }
 
 /// Limits of each build of a job.

@@ -143,6 +143,13 @@ fn validate_fields(fields: JobFields<'_>) -> Result<(), ApiError> {
     if errors.is_empty() { Ok(()) } else { Err(ApiError::fields(errors)) }
 }
 
+/// A recipe's template must exist, get its variables, and have a variant for every platform.
+fn template_fits(recipe: &Recipe, platforms: &[String]) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    crate::templates::validate(recipe, platforms, &mut errors);
+    if errors.is_empty() { Ok(()) } else { Err(ApiError::fields(errors)) }
+}
+
 /// A job the caller may read, by id (404 otherwise).
 pub(crate) async fn readable_job(db: &PgPool, scope: &ReadScope, job_id: Uuid) -> Result<Job, ApiError> {
     let row: Option<JobRow> = sqlx::query_as(&format!(
@@ -269,6 +276,9 @@ pub async fn create_job(
         recipe: body.recipe.as_ref(),
         limits: body.limits.as_ref(),
     })?;
+    if let Some(recipe) = &body.recipe {
+        template_fits(recipe, &body.platforms)?;
+    }
     let id = Uuid::new_v4();
     let retention = body.retention.clone().unwrap_or_default();
     let limits = body.limits.unwrap_or_default();
@@ -360,6 +370,9 @@ pub async fn update_job(
         recipe: body.recipe.as_ref(),
         limits: body.limits.as_ref(),
     })?;
+    if let Some(recipe) = body.recipe.as_ref().or(current.recipe.as_ref()) {
+        template_fits(recipe, body.platforms.as_ref().unwrap_or(&current.platforms))?;
+    }
     let retention = body.retention.clone().unwrap_or(current.retention.clone());
     let limits = body.limits.unwrap_or(current.limits);
     let mut tx = state.db.begin().await?;

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod members;
 pub mod reproducibility;
 pub mod runs;
+pub mod templates;
 pub mod tenants;
 pub mod tokens;
 pub mod uploads;

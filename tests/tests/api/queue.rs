@@ -445,3 +445,32 @@ async fn exactly_one_replica_schedules_and_another_takes_over_when_it_stops() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_template_recipe_is_rendered_for_the_platform_it_is_claimed_on() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let listed = admin.anonymous().get("/api/v1/recipe-templates").await.expect(200);
+    assert!(listed.body.as_array().unwrap().iter().any(|t| t["name"] == "make"), "{}", listed.text);
+    let bad = admin
+        .post(
+            &format!("/api/v1/tenants/{tenant}/jobs"),
+            json!({"name": "bad", "platforms": [PLATFORM], "recipe": {"template": {"name": "make", "vars": {"OOPS": "1"}}}}),
+        )
+        .await;
+    let fields: Vec<&str> =
+        bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["recipe.template.vars.TARGET", "recipe.template.vars.OOPS"], "{}", bad.text);
+    let job = api
+        .recipe_job(tenant, "templated", json!({"template": {"name": "make", "vars": {"TARGET": "hello.hvt"}}}), json!({}))
+        .await;
+    let (_, worker, _) = api.worker("w", None).await;
+    admin.post(&format!("/api/v1/jobs/{job}/runs"), json!({})).await.expect(202);
+    let c = claim(&worker, 0).await.expect(200);
+    assert!(c.body["recipe"]["template"].is_null(), "{}", c.text);
+    let script = c.body["recipe"]["script"].as_str().unwrap();
+    assert!(script.starts_with("make  'hello.hvt'\n"), "{script}");
+    assert!(script.contains("cp 'hello.hvt' \"$PETREL_OUTPUT/bin/\""), "{script}");
+}

@@ -113,6 +113,7 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("POST", "/api/v1/uploads/{upload_id}/finalize", Need::Role(2), 201),
     ("DELETE", "/api/v1/uploads/{upload_id}", Need::Role(2), 204),
     ("POST", "/api/v1/jobs/{job_id}/runs", Need::Role(2), 202),
+    ("GET", "/api/v1/recipe-templates", Need::Public, 200),
     // build_a is an uploaded, finished build: allowed callers learn that it cannot change.
     ("POST", "/api/v1/builds/{build_id}/cancel", Need::Role(2), 409),
     ("POST", "/api/v1/builds/{build_id}/rebuild", Need::Role(2), 409),

@@ -1,0 +1,15 @@
+//! The recipe templates jobs may name instead of a script.
+
+use actix_web::{HttpResponse, get};
+use petrel_wire::workers::RecipeTemplate;
+
+/// Every recipe template, with its variables and the platforms it has variants for.
+#[utoipa::path(
+    tag = "jobs",
+    responses((status = 200, description = "The templates", body = Vec<RecipeTemplate>)),
+    security(())
+)]
+#[get("/recipe-templates")]
+pub async fn list_templates() -> HttpResponse {
+    HttpResponse::Ok().json(crate::templates::list())
+}
