@@ -93,6 +93,12 @@ pub async fn build_changed(conn: &mut sqlx::PgConnection, build_id: Uuid) -> Res
     Ok(())
 }
 
+/// Tells every replica that jobs or tenants changed (visibility, deletion): caches of
+/// public answers start over, followers re-read (sent on commit).
+pub async fn jobs_changed(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    build_changed(conn, Uuid::nil()).await
+}
+
 /// Tells every replica's waiting claims that there is work (sent on commit).
 pub async fn work_queued(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')").bind(QUEUE_CHANNEL).execute(conn).await?;

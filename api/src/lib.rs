@@ -16,6 +16,7 @@ pub mod events;
 pub mod examples;
 pub mod extract;
 pub mod handlers;
+pub mod lookup_cache;
 pub mod maintenance;
 pub mod pagination;
 pub mod queue;

@@ -28,6 +28,7 @@ pub struct AppState {
     pub store: BlobStore,
     pub events: Arc<crate::events::Events>,
     pub leadership: crate::scheduler::Leadership,
+    pub lookups: Arc<crate::lookup_cache::LookupCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,9 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let listener = events.spawn_listener(db.clone());
     let leadership = crate::scheduler::Leadership::default();
     let scheduler = crate::scheduler::spawn(db.clone(), leadership.clone());
-    let state = web::Data::new(AppState { db, config: config.clone(), store, events, leadership });
+    let lookups = Arc::new(crate::lookup_cache::LookupCache::default());
+    let invalidator = crate::lookup_cache::LookupCache::spawn_invalidator(lookups.clone(), &events);
+    let state = web::Data::new(AppState { db, config: config.clone(), store, events, leadership, lookups });
     let openapi_doc = web::Data::new(routes::openapi());
 
     let factory = move || {
@@ -144,7 +147,7 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    let background = vec![gc, tasks, listener, scheduler];
+    let background = vec![gc, tasks, listener, scheduler, invalidator];
     Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, background })
 }
 

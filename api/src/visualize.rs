@@ -176,14 +176,16 @@ pub async fn lookup(db: &PgPool, build_id: Uuid, kind: &str) -> Result<Lookup, s
     let Some(files) = build_files(db, build_id).await? else { return Ok(Lookup::NotApplicable) };
     let key = if kind == "treemap" { files.treemap_key() } else { files.graph_key() };
     let Some(key) = key else { return Ok(Lookup::NotApplicable) };
-    if let Some(data) = stored(db, &key).await? {
-        return Ok(Lookup::Ready(data));
-    }
+    // The task first, then the result: a task that finishes in between is then seen as done
+    // (its result stored), never as "nothing to draw".
     let pending: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM background_tasks WHERE kind = 'visualize' AND payload->>'build_id' = $1)",
     )
     .bind(build_id.to_string())
     .fetch_one(db)
     .await?;
+    if let Some(data) = stored(db, &key).await? {
+        return Ok(Lookup::Ready(data));
+    }
     Ok(if pending { Lookup::Pending } else { Lookup::NotApplicable })
 }

@@ -77,11 +77,51 @@ async fn hash(
     caller: MaybeCaller,
     Query(q): Query<HashQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
     let sha = parse_sha256("sha256", &q.sha256)?;
-    let found = find_by_hash(&state.db, &scope, &sha).await?;
-    let qualified = qualified_name(&state, found.build.job_id).await?;
-    Ok(redirect(format!("/job/{qualified}/build/{}", found.build.id)))
+    let location = cached(&state, caller.0.is_none(), format!("hash {}", hex::encode(&sha)), async {
+        let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
+        let found = find_by_hash(&state.db, &scope, &sha).await?;
+        let qualified = qualified_name(&state, found.build.job_id).await?;
+        Ok(format!("/job/{qualified}/build/{}", found.build.id))
+    })
+    .await?;
+    Ok(redirect(location))
+}
+
+/// A redirect's location, from the look-up cache for anonymous callers (see `lookup_cache`).
+async fn cached(
+    state: &AppState,
+    anonymous: bool,
+    key: String,
+    compute: impl std::future::Future<Output = Result<String, ApiError>>,
+) -> Result<String, ApiError> {
+    if !anonymous {
+        return compute.await;
+    }
+    if let Some(location) = state.lookups.get(&key) {
+        return Ok(location);
+    }
+    let generation = state.lookups.generation();
+    let location = compute.await?;
+    state.lookups.put(key, generation, location.clone());
+    Ok(location)
+}
+
+/// The newest successful build's location for builder-web's `latest` URLs.
+async fn latest_location(
+    state: &AppState,
+    caller: &MaybeCaller,
+    name: &str,
+    platform: Option<&str>,
+) -> Result<String, ApiError> {
+    let key = format!("latest {name} {platform:?}");
+    cached(state, caller.0.is_none(), key, async {
+        let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
+        let (job, qualified) = resolve_job(state, &scope, name).await?;
+        let build = newest_success(state, job, platform).await?;
+        Ok(format!("/job/{qualified}/build/{build}"))
+    })
+    .await
 }
 
 async fn qualified_name(state: &AppState, job_id: Uuid) -> Result<String, ApiError> {
@@ -111,10 +151,7 @@ async fn latest(
     path: web::Path<String>,
     Query(q): Query<PlatformQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
-    let (job, qualified) = resolve_job(&state, &scope, &path.into_inner()).await?;
-    let build = newest_success(&state, job, q.platform.as_deref()).await?;
-    Ok(redirect(format!("/job/{qualified}/build/{build}")))
+    Ok(redirect(latest_location(&state, &caller, &path.into_inner(), q.platform.as_deref()).await?))
 }
 
 async fn latest_rest(
@@ -130,10 +167,8 @@ async fn latest_rest(
             platform: pairs.into_iter().find(|(k, _)| k == "platform").map(|(_, v)| v),
         })
         .map_err(|_| ApiError::field("query", "is not a valid query string"))?;
-    let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
-    let (job, qualified) = resolve_job(&state, &scope, &name).await?;
-    let build = newest_success(&state, job, q.platform.as_deref()).await?;
-    Ok(redirect(format!("/job/{qualified}/build/{build}/{rest}")))
+    let location = latest_location(&state, &caller, &name, q.platform.as_deref()).await?;
+    Ok(redirect(format!("{location}/{rest}")))
 }
 
 async fn main_binary(

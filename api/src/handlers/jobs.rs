@@ -411,6 +411,7 @@ pub async fn update_job(
         serde_json::to_value(&body).unwrap_or_default(),
     )
     .await?;
+    crate::events::jobs_changed(&mut tx).await?;
     tx.commit().await?;
     let updated =
         readable_job(&state.db, &ReadScope::of(Some(&caller), &state.db).await?, current.id).await?;
@@ -447,6 +448,7 @@ pub async fn delete_job(
         serde_json::json!({"name": job.name}),
     )
     .await?;
+    crate::events::jobs_changed(&mut tx).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -238,6 +238,7 @@ pub async fn delete_tenant(
         serde_json::json!({}),
     )
     .await?;
+    crate::events::jobs_changed(&mut tx).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

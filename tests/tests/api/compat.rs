@@ -194,3 +194,61 @@ async fn compare_urls_answer_json_and_comparisons_are_cached() {
     assert_eq!(page.headers().get("location").unwrap(), &format!("/builds/{a}/compare/{b}"));
     anon.get(&format!("/compare/{a}/not-a-uuid")).await.expect_problem(400, "validation-failed");
 }
+
+#[tokio::test]
+async fn cached_public_answers_follow_new_builds_and_visibility_changes_at_once() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let job = api.job(tenant, "hello", true).await;
+    let first = Api::build(&admin, job, &[("bin/hello.hvt", b"one")]).await;
+    let anon = admin.anonymous();
+    let sha = hex::encode(Sha256::digest(b"one"));
+    let first_id = first["id"].as_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            location(&anon, "/job/hello/build/latest").await,
+            format!("/job/robur:hello/build/{first_id}")
+        );
+        assert_eq!(
+            location(&anon, &format!("/hash?sha256={sha}")).await,
+            format!("/job/robur:hello/build/{first_id}")
+        );
+    }
+    // A newer build is the latest at once, however often the old answer was asked for.
+    let second = Api::build(&admin, job, &[("bin/hello.hvt", b"two")]).await;
+    let second_id = second["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = location(&anon, "/job/hello/build/latest").await;
+        if now == format!("/job/robur:hello/build/{second_id}") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cached answer outlived the new build: {now}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Made private: anonymous callers learn nothing any more.
+    admin
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/jobs/{job}"),
+            Some(serde_json::json!({"visibility": "private"})),
+        )
+        .await
+        .expect(200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = anon.get(&format!("/hash?sha256={sha}")).await;
+        if r.status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a private job's build was still revealed: {}",
+            r.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anon.get("/job/hello/build/latest").await.expect_problem(404, "not-found");
+}

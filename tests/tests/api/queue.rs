@@ -464,7 +464,12 @@ async fn a_template_recipe_is_rendered_for_the_platform_it_is_claimed_on() {
         bad.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["recipe.template.vars.TARGET", "recipe.template.vars.OOPS"], "{}", bad.text);
     let job = api
-        .recipe_job(tenant, "templated", json!({"template": {"name": "make", "vars": {"TARGET": "hello.hvt"}}}), json!({}))
+        .recipe_job(
+            tenant,
+            "templated",
+            json!({"template": {"name": "make", "vars": {"TARGET": "hello.hvt"}}}),
+            json!({}),
+        )
         .await;
     let (_, worker, _) = api.worker("w", None).await;
     admin.post(&format!("/api/v1/jobs/{job}/runs"), json!({})).await.expect(202);
