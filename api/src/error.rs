@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 403: authenticated, allowed to see the object, not allowed to do this.
     #[error("{detail}")]
     Forbidden { code: &'static str, detail: String },
+    /// 403 `quota-exceeded`: which limits, by how much, per field.
+    #[error("{detail}")]
+    QuotaExceeded { detail: String, errors: Vec<FieldError> },
     /// 404: the object does not exist *for this caller* (other tenants' objects included).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::Forbidden { code, .. } => code,
+            ApiError::QuotaExceeded { .. } => "quota-exceeded",
             ApiError::NotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict { code, .. } => code,
@@ -124,7 +128,9 @@ impl ApiError {
             other => other.to_string(),
         };
         let errors = match self {
-            ApiError::Validation { errors, .. } | ApiError::BadRequest { errors, .. } => errors.clone(),
+            ApiError::Validation { errors, .. }
+            | ApiError::BadRequest { errors, .. }
+            | ApiError::QuotaExceeded { errors, .. } => errors.clone(),
             _ => Vec::new(),
         };
         problem(status, self.code(), detail, errors)
@@ -148,7 +154,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Validation { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } | ApiError::QuotaExceeded { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

@@ -13,8 +13,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    audit, auth, builds, compare, compat, fleet, health, jobs, members, reproducibility, runs, templates,
-    tenants, tokens, uploads, users, visualizations, worker_protocol, workers,
+    agent_protocol, agents, audit, auth, builds, compare, compat, deployments, fleet, health, jobs, members,
+    quotas, reproducibility, runs, templates, tenants, tokens, uploads, users, visualizations,
+    worker_protocol, workers,
 };
 use crate::server::AppState;
 
@@ -86,7 +87,26 @@ where
             .service(worker_protocol::heartbeat)
             .service(worker_protocol::append_build_console)
             .service(worker_protocol::claim_rebuild)
-            .service(worker_protocol::get_verdict),
+            .service(worker_protocol::get_verdict)
+            .service(agents::create_enrollment)
+            .service(agents::enroll)
+            .service(agents::list_agents)
+            .service(agents::revoke_agent)
+            .service(agent_protocol::agent_heartbeat)
+            .service(agent_protocol::assignments)
+            .service(agent_protocol::agent_image)
+            .service(agent_protocol::report_state)
+            .service(agent_protocol::ship_console)
+            .service(deployments::list_deployments)
+            .service(deployments::create_deployment)
+            .service(deployments::get_deployment)
+            .service(deployments::destroy_deployment)
+            .service(deployments::restart_deployment)
+            .service(deployments::list_events)
+            .service(deployments::get_deployment_console)
+            .service(deployments::stream_deployment_console)
+            .service(quotas::get_quota)
+            .service(quotas::set_quota),
     )
 }
 
@@ -113,6 +133,9 @@ where
         (name = "uploads", description = "Staged, resumable, hash-verified uploads of builds"),
         (name = "workers", description = "Registered build workers (shared or tenant-private)"),
         (name = "worker protocol", description = "What build workers call: claim, heartbeat, console, rebuild"),
+        (name = "deployments", description = "Unikernels running on KVM agents, and tenant quotas"),
+        (name = "agents", description = "KVM hosts' agents: enrollment, inventory, health"),
+        (name = "agent protocol", description = "What KVM agents call: enroll, heartbeat, assignments, state, console"),
     )
 )]
 struct ApiDoc;
@@ -204,6 +227,16 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("petrelw_...")
                     .description(Some("A worker credential from POST /api/v1/workers."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "agent",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("petrela_...")
+                    .description(Some("An agent credential from POST /api/v1/agents/enroll."))
                     .build(),
             ),
         );

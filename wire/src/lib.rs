@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod builds;
 pub mod compare;
+pub mod deployments;
 pub mod graph;
 pub mod identity;
 pub mod page;

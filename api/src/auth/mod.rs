@@ -4,6 +4,7 @@
 //! [`TenantScope`], which only [`Caller::tenant`] can make: the data-access functions take a scope,
 //! so a query that forgets the caller's tenant does not compile.
 
+pub mod agent;
 pub mod password;
 pub mod read;
 pub mod secret;

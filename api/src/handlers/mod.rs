@@ -1,14 +1,18 @@
 //! Request handlers, one module per resource. Each handler carries its `utoipa::path`.
 
+pub mod agent_protocol;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod builds;
 pub mod compare;
 pub mod compat;
+pub mod deployments;
 pub mod fleet;
 pub mod health;
 pub mod jobs;
 pub mod members;
+pub mod quotas;
 pub mod reproducibility;
 pub mod runs;
 pub mod templates;

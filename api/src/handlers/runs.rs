@@ -1,16 +1,11 @@
 //! Asking for builds and following them: "run now", cancel, rebuild (with its verdicts), and
 //! the live console as server-sent events.
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, get, post, web};
-use bytes::Bytes;
 use petrel_wire::FieldError;
-use petrel_wire::builds::{BuildStatus, ConsoleLine};
 use petrel_wire::identity::Role;
 use petrel_wire::workers::{QueuedBuild, RebuildVerdict, RunJob};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -220,10 +215,17 @@ pub struct StreamQuery {
     /// Send lines after this number (a reconnecting client's last one); all lines when absent.
     /// The `Last-Event-ID` header does the same.
     pub after: Option<i64>,
+    /// `false`: send the lines there are, then end (with `event: end`, data `"caught-up"` while
+    /// the source goes on). Default `true`: follow until the source ends.
+    pub follow: Option<bool>,
 }
 
-const KEEPALIVE: Duration = Duration::from_secs(15);
-const LINES_PER_READ: i64 = 1000;
+/// The `after` query parameter or the `Last-Event-ID` header of a reconnecting client.
+pub(crate) fn resume_after(req: &actix_web::HttpRequest, after: Option<i64>) -> i64 {
+    let last_event_id =
+        req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    after.or(last_event_id).unwrap_or(0)
+}
 
 /// Follow a build's console live, as server-sent events: `line` events (data: a ConsoleLine,
 /// id: its number) as the worker sends them, then one `end` event (data: the final status)
@@ -244,110 +246,11 @@ pub async fn stream_console(
 ) -> Result<HttpResponse, ApiError> {
     let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
     let build = readable_build(&state.db, &scope, path.into_inner()).await?;
-    let last_event_id =
-        req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
-    let follower = Follower {
-        db: state.db.clone(),
-        build_id: build.id,
-        after: q.after.or(last_event_id).unwrap_or(0),
-        changes: state.events.builds(),
-        done: false,
-    };
-    let stream = futures_util::stream::unfold(follower, |mut f| async move {
-        if f.done {
-            return None;
-        }
-        let chunk = f.next_chunk().await;
-        Some((Ok::<Bytes, actix_web::Error>(chunk), f))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        // Proxies must not buffer a live stream.
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(stream))
-}
-
-struct Follower {
-    db: sqlx::PgPool,
-    build_id: Uuid,
-    after: i64,
-    changes: tokio::sync::broadcast::Receiver<Uuid>,
-    done: bool,
-}
-
-impl Follower {
-    /// The next bytes of the stream: new lines, the end, or a keep-alive.
-    async fn next_chunk(&mut self) -> Bytes {
-        loop {
-            match self.read().await {
-                Ok(Some(chunk)) => return chunk,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(build = %self.build_id, "console stream: {e}");
-                    self.done = true;
-                    return Bytes::from_static(b"event: error\ndata: \"the console could not be read\"\n\n");
-                }
-            }
-            // Nothing new: wait for this build to change (or anything, after a lag).
-            let woke = tokio::time::timeout(KEEPALIVE, async {
-                loop {
-                    match self.changes.recv().await {
-                        Ok(id) if id == self.build_id || id.is_nil() => return true,
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(_)) => return true,
-                        Err(RecvError::Closed) => return false,
-                    }
-                }
-            })
-            .await;
-            match woke {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.done = true;
-                    return Bytes::new();
-                }
-                Err(_) => return Bytes::from_static(b": keep-alive\n\n"),
-            }
-        }
-    }
-
-    /// New lines since the last read, or the end event once the build finished and every
-    /// line was sent.
-    async fn read(&mut self) -> Result<Option<Bytes>, sqlx::Error> {
-        // Status first: lines written before a finish are then surely read below.
-        let status: String = sqlx::query_scalar("SELECT status::text FROM builds WHERE id = $1")
-            .bind(self.build_id)
-            .fetch_optional(&self.db)
-            .await?
-            .unwrap_or_else(|| "cancelled".into());
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT number, at_ms, text FROM build_console WHERE build_id = $1 AND number > $2
-              ORDER BY number LIMIT $3",
-        )
-        .bind(self.build_id)
-        .bind(self.after)
-        .bind(LINES_PER_READ)
-        .fetch_all(&self.db)
-        .await?;
-        if !rows.is_empty() {
-            let mut out = String::new();
-            for (number, at_ms, text) in rows {
-                let line = ConsoleLine { number, at_ms, text };
-                out.push_str(&format!(
-                    "id: {number}\nevent: line\ndata: {}\n\n",
-                    serde_json::to_string(&line).unwrap_or_default()
-                ));
-                self.after = number;
-            }
-            return Ok(Some(Bytes::from(out)));
-        }
-        let status = super::builds::status_from_db(&status);
-        if !matches!(status, BuildStatus::Queued | BuildStatus::Running) {
-            self.done = true;
-            let status = serde_json::to_string(&status).unwrap_or_default();
-            return Ok(Some(Bytes::from(format!("event: end\ndata: {status}\n\n"))));
-        }
-        Ok(None)
-    }
+    let after = resume_after(&req, q.after);
+    Ok(crate::console_stream::respond(
+        &state,
+        crate::console_stream::Source::Build(build.id),
+        after,
+        q.follow.unwrap_or(true),
+    ))
 }

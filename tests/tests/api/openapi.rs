@@ -31,7 +31,7 @@ fn every_operation_has_an_id_tag_summary_security_and_errors() {
     assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
     let schemes: BTreeSet<&str> =
         doc["components"]["securitySchemes"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(schemes, BTreeSet::from(["bearer", "session", "worker"]));
+    assert_eq!(schemes, BTreeSet::from(["agent", "bearer", "session", "worker"]));
     let mut ids = BTreeSet::new();
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {

@@ -41,10 +41,15 @@ enum Need {
     /// The worker protocol: a worker credential, never a user's session or token
     /// (tests/api/workers.rs covers workers themselves).
     Worker,
+    /// The agent protocol: an agent credential (tests/api/deployments.rs covers agents).
+    Agent,
+    /// A top-level tenant's quota: administrators only; members see 403, others 404.
+    QuotaSetter,
 }
 
 struct Ctx {
     _server: TestServer,
+    db: sqlx::PgPool,
     admin: Client,
     tenant_a: Uuid,
     owner_a: Uuid,
@@ -129,6 +134,27 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("POST", "/api/v1/worker/builds/{build_id}/console", Need::Worker, 204),
     ("POST", "/api/v1/worker/rebuilds", Need::Worker, 200),
     ("GET", "/api/v1/worker/verdicts/{rebuild_id}", Need::Worker, 200),
+    ("POST", "/api/v1/agents/enrollments", Need::Admin, 201),
+    ("GET", "/api/v1/agents", Need::Admin, 200),
+    // No such agent: administrators learn that, others never get that far.
+    ("DELETE", "/api/v1/agents/{agent_id}", Need::Admin, 404),
+    ("POST", "/api/v1/agent/heartbeat", Need::Agent, 204),
+    ("POST", "/api/v1/agent/assignments", Need::Agent, 200),
+    ("GET", "/api/v1/agent/images/{sha256}", Need::Agent, 200),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/state", Need::Agent, 204),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/console", Need::Agent, 204),
+    ("GET", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(1), 200),
+    // Tenant A has no quota: allowed callers reach admission and are told so.
+    ("POST", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(2), 403),
+    ("GET", "/api/v1/deployments/{deployment_id}", Need::Role(1), 200),
+    ("DELETE", "/api/v1/deployments/{deployment_id}", Need::Role(2), 204),
+    ("POST", "/api/v1/deployments/{deployment_id}/restart", Need::Role(2), 200),
+    ("GET", "/api/v1/deployments/{deployment_id}/events", Need::Role(1), 200),
+    ("GET", "/api/v1/deployments/{deployment_id}/console", Need::Role(1), 200),
+    ("GET", "/api/v1/deployments/{deployment_id}/console/stream", Need::Role(1), 200),
+    ("GET", "/api/v1/tenants/{tenant_id}/quota", Need::Role(1), 200),
+    // Tenant A is top-level: only administrators set its quota.
+    ("PUT", "/api/v1/tenants/{tenant_id}/quota", Need::QuotaSetter, 200),
 ];
 
 /// Public routes and the session routes covered by tests/auth.rs.
@@ -137,6 +163,8 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/logout"),
+    // Authenticated by a one-time enrollment token (tests/api/deployments.rs).
+    ("POST", "/api/v1/agents/enroll"),
 ];
 
 /// Top-level tenants are for administrators; the matrix creates sub-tenants of A, which
@@ -225,6 +253,27 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
                 .expect(201);
             (format!("/api/v1/workers/{}", created.body["worker"]["id"].as_str().unwrap()), None)
         }
+        "/api/v1/agents/enrollments" => (template.to_string(), Some(json!({"name": format!("agent-{n}")}))),
+        "/api/v1/agents/{agent_id}" => (format!("/api/v1/agents/{}", Uuid::new_v4()), None),
+        t if t.starts_with("/api/v1/agent/") => (
+            t.replace("{deployment_id}", &Uuid::new_v4().to_string()).replace("{sha256}", &ctx.sha_a),
+            if method == Method::POST { Some(json!({})) } else { None },
+        ),
+        "/api/v1/tenants/{tenant_id}/deployments" if method == Method::POST => (
+            format!("/api/v1/tenants/{a}/deployments"),
+            Some(json!({"name": format!("d-{n}"), "image_sha256": ctx.sha_a, "memory_mib": 16})),
+        ),
+        t if t.starts_with("/api/v1/deployments/{deployment_id}") => {
+            let d = deployment_of_a(ctx, n).await;
+            let path = t.replace("{deployment_id}", &d.to_string());
+            // A live deployment's stream never ends by itself.
+            let path = if t.ends_with("/stream") { format!("{path}?follow=false") } else { path };
+            (path, if method == Method::POST { Some(json!({})) } else { None })
+        }
+        "/api/v1/tenants/{tenant_id}/quota" if method == Method::PUT => (
+            format!("/api/v1/tenants/{a}/quota"),
+            Some(json!({"unikernels": 0, "memory_mib": 0, "block_mib": 0, "cpus": [], "bridges": []})),
+        ),
         t if t.starts_with("/api/v1/worker/") => (
             t.replace("{build_id}", &ctx.build_a.to_string())
                 .replace("{rebuild_id}", &ctx.build_a.to_string()),
@@ -244,17 +293,40 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
     (method, path, body)
 }
 
+/// A deployment of tenant A, made directly in the database (no agent runs here): the routes
+/// under test only read or change its row.
+async fn deployment_of_a(ctx: &Ctx, n: usize) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO deployments (id, tenant_id, name, image_sha256, memory_mib, restart)
+         VALUES ($1, $2, $3, decode($4, 'hex'), 16, '{\"kind\": \"never\"}')",
+    )
+    .bind(id)
+    .bind(ctx.tenant_a)
+    .bind(format!("d-{n}"))
+    .bind(&ctx.sha_a)
+    .execute(&ctx.db)
+    .await
+    .unwrap();
+    id
+}
+
 fn expected(who: Who, need: Need, success: u16) -> (u16, Option<&'static str>) {
     match (need, who) {
         (Need::Public, _) => return (success, None),
         (Need::ReadPrivate, Who::Admin | Who::Owner | Who::Operator | Who::Viewer) => return (success, None),
         (Need::ReadPrivate, _) => return (404, Some("not-found")),
-        (Need::Worker, _) => return (401, Some("unauthenticated")),
+        (Need::Worker | Need::Agent, _) => return (401, Some("unauthenticated")),
         (_, Who::Anonymous) => return (401, Some("unauthenticated")),
         _ => {}
     }
     match need {
-        Need::Public | Need::ReadPrivate | Need::Worker => unreachable!("answered above"),
+        Need::Public | Need::ReadPrivate | Need::Worker | Need::Agent => unreachable!("answered above"),
+        Need::QuotaSetter => match who {
+            Who::Admin => (success, None),
+            Who::OtherTenantOwner => (404, Some("not-found")),
+            _ => (403, Some("insufficient-role")),
+        },
         Need::AnyUser => (success, None),
         Need::Admin => {
             if who == Who::Admin {
@@ -314,6 +386,7 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
     }
     let sha_a = build["main_binary"]["sha256"].as_str().unwrap().to_string();
     let ctx = Ctx {
+        db: s.db.pool.clone(),
         _server: s,
         admin: admin.clone(),
         tenant_a,

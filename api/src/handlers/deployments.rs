@@ -1,0 +1,514 @@
+//! Deployments of unikernels on KVM agents: create (quota admission and placement), list,
+//! show, restart, destroy, state history, and the console (last lines, and live).
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use petrel_wire::builds::ConsoleLine;
+use petrel_wire::deployments::{
+    CreateDeployment, Deployment, DeploymentEvent, DeploymentState, NetAttachment, RestartPolicy,
+};
+use petrel_wire::identity::Role;
+use petrel_wire::page::PageQuery;
+use petrel_wire::{FieldError, Page};
+use serde::Deserialize;
+use sqlx::types::Json as DbJson;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::auth::{Caller, TenantScope};
+use crate::deploy::{self, REACHABLE_SECS};
+use crate::error::{ApiError, is_unique_violation};
+use crate::events;
+use crate::extract::{Json, Query};
+use crate::pagination::{keyset, page};
+use crate::server::AppState;
+
+#[derive(sqlx::FromRow)]
+struct DeploymentRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    image_sha256: Vec<u8>,
+    build_id: Option<Uuid>,
+    memory_mib: i32,
+    cpus: Vec<i32>,
+    args: Vec<String>,
+    nets: DbJson<Vec<NetAttachment>>,
+    restart: DbJson<RestartPolicy>,
+    startup_priority: i32,
+    agent_id: Option<Uuid>,
+    state: String,
+    exit_code: Option<i32>,
+    message: Option<String>,
+    restarts: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Columns of [`DeploymentRow`]: a deployment whose agent stopped heartbeating is `unknown`.
+fn columns() -> String {
+    format!(
+        "d.id, d.tenant_id, d.name, d.image_sha256, d.build_id, d.memory_mib, d.cpus, d.args, d.nets, d.restart,
+         d.startup_priority, d.agent_id,
+         CASE WHEN d.state IN ('running', 'restarting', 'pending') AND NOT coalesce(
+                  (SELECT a.last_seen_at > now() - make_interval(secs => {REACHABLE_SECS}) AND a.revoked_at IS NULL
+                     FROM agents a WHERE a.id = d.agent_id), false)
+              THEN 'unknown' ELSE d.state::text END AS state,
+         d.exit_code, d.message, d.restarts, d.created_at, d.updated_at"
+    )
+}
+
+fn state_from_db(s: &str) -> DeploymentState {
+    match s {
+        "pending" => DeploymentState::Pending,
+        "running" => DeploymentState::Running,
+        "restarting" => DeploymentState::Restarting,
+        "exited" => DeploymentState::Exited,
+        "failed" => DeploymentState::Failed,
+        "stopped" => DeploymentState::Stopped,
+        _ => DeploymentState::Unknown,
+    }
+}
+
+impl From<DeploymentRow> for Deployment {
+    fn from(r: DeploymentRow) -> Deployment {
+        Deployment {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            name: r.name,
+            image_sha256: hex::encode(r.image_sha256),
+            build_id: r.build_id,
+            memory_mib: r.memory_mib,
+            cpus: r.cpus,
+            args: r.args,
+            nets: r.nets.0,
+            restart: r.restart.0,
+            startup_priority: r.startup_priority,
+            agent_id: r.agent_id,
+            state: state_from_db(&r.state),
+            exit_code: r.exit_code,
+            message: r.message,
+            restarts: r.restarts,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A deployment the caller may see with at least `min` in its tenant (404 otherwise).
+async fn deployment_for(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    min: Role,
+) -> Result<(TenantScope, Deployment), ApiError> {
+    let tenant_id: Option<Uuid> = sqlx::query_scalar("SELECT tenant_id FROM deployments WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    let tenant_id = tenant_id.ok_or(ApiError::NotFound("deployment"))?;
+    let scope = caller.tenant(&state.db, tenant_id, min).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("deployment"),
+        other => other,
+    })?;
+    let row: DeploymentRow = sqlx::query_as(&format!(
+        "SELECT {} FROM deployments d WHERE d.id = $1 AND d.tenant_id = $2",
+        columns()
+    ))
+    .bind(id)
+    .bind(scope.tenant_id())
+    .fetch_one(&state.db)
+    .await?;
+    Ok((scope, row.into()))
+}
+
+fn validate(body: &CreateDeployment) -> Result<Vec<u8>, ApiError> {
+    let mut errors = Vec::new();
+    if let Err(m) = crate::validate::label(&body.name) {
+        errors.push(FieldError::new("name", m));
+    }
+    let sha = super::builds::parse_sha256("image_sha256", &body.image_sha256);
+    if !(1..=1_048_576).contains(&body.memory_mib) {
+        errors.push(FieldError::new("memory_mib", "must be between 1 and 1048576"));
+    }
+    if body.cpus.iter().any(|c| !(0..4096).contains(c)) || body.cpus.len() > 256 {
+        errors.push(FieldError::new("cpus", "CPU ids are 0 to 4095, at most 256 of them"));
+    }
+    if body.args.len() > 256 || body.args.iter().any(|a| a.len() > 4096 || a.contains('\0')) {
+        errors.push(FieldError::new("args", "at most 256 arguments of at most 4096 bytes, without NUL"));
+    }
+    let mut devices = std::collections::BTreeSet::new();
+    for (i, net) in body.nets.iter().enumerate() {
+        if crate::validate::platform(&net.device).is_err() || !devices.insert(&net.device) {
+            errors.push(FieldError::new(format!("nets[{i}].device"), "a distinct manifest device name"));
+        }
+        if crate::validate::platform(&net.bridge).is_err() || net.bridge.len() > 15 {
+            errors.push(FieldError::new(
+                format!("nets[{i}].bridge"),
+                "an interface name of at most 15 characters",
+            ));
+        }
+        let mac_ok = net.mac.as_ref().is_none_or(|m| {
+            m.len() == 17 && m.split(':').all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+        });
+        if !mac_ok {
+            errors.push(FieldError::new(format!("nets[{i}].mac"), "must be xx:xx:xx:xx:xx:xx"));
+        }
+    }
+    if let RestartPolicy::OnFailure { exit_codes: Some(codes) } = &body.restart
+        && codes.iter().any(|c| !(0..=255).contains(c))
+    {
+        errors.push(FieldError::new("restart.exit_codes", "exit codes are 0 to 255"));
+    }
+    match sha {
+        Ok(sha) if errors.is_empty() => Ok(sha),
+        Ok(_) => Err(ApiError::fields(errors)),
+        Err(e) => {
+            if let ApiError::Validation { errors: mut sha_errors, .. } = e {
+                sha_errors.extend(errors);
+                Err(ApiError::fields(sha_errors))
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The tenant's deployments, by name (viewers).
+#[utoipa::path(
+    tag = "deployments",
+    params(("tenant_id" = Uuid, Path, description = "The tenant's id"), PageQuery),
+    responses((status = 200, description = "A page of deployments", body = Page<Deployment>)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/tenants/{tenant_id}/deployments")]
+pub async fn list_deployments(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Query(q): Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant(&state.db, path.into_inner(), Role::Viewer).await?;
+    let ks = keyset::<String>(&q)?;
+    let rows: Vec<DeploymentRow> = sqlx::query_as(&format!(
+        "SELECT {} FROM deployments d WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.name > $2)
+          ORDER BY d.name LIMIT $3",
+        columns()
+    ))
+    .bind(tenant.tenant_id())
+    .bind(ks.after.as_deref())
+    .bind(ks.fetch())
+    .fetch_all(&state.db)
+    .await?;
+    let items: Vec<Deployment> = rows.into_iter().map(Deployment::from).collect();
+    Ok(HttpResponse::Ok().json(page(items, ks.limit, |d: &Deployment| d.name.clone())))
+}
+
+/// Deploy a unikernel (operators): the image is an artifact of one of the tenant's builds (or
+/// a public build), by SHA-256. Admission against the tenant's quotas (and its ancestors') is
+/// atomic; the agent is the pinned one or the reachable one with the bridges and most memory.
+#[utoipa::path(
+    tag = "deployments",
+    params(("tenant_id" = Uuid, Path, description = "The tenant's id")),
+    request_body = CreateDeployment,
+    responses(
+        (status = 201, description = "Created; the agent starts it", body = Deployment),
+        (status = 403, description = "Over quota: `errors` names each limit and by how much", body = petrel_wire::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken, or no agent can run it", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/tenants/{tenant_id}/deployments")]
+pub async fn create_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Json(body): Json<CreateDeployment>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.tenant(&state.db, path.into_inner(), Role::Operator).await?;
+    let sha = validate(&body)?;
+    // The newest build holding the image that this tenant may read.
+    let build_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT b.id FROM build_artifacts a JOIN builds b ON b.id = a.build_id JOIN jobs j ON j.id = b.job_id
+          WHERE a.sha256 = $1 AND (j.tenant_id = $2 OR j.visibility = 'public')
+          ORDER BY b.finished_at DESC NULLS LAST LIMIT 1",
+    )
+    .bind(&sha)
+    .bind(tenant.tenant_id())
+    .fetch_optional(&state.db)
+    .await?;
+    let build_id = build_id.ok_or_else(|| {
+        ApiError::field(
+            "image_sha256",
+            "no build of this tenant (nor a public one) has an artifact with this hash",
+        )
+    })?;
+    let bridges: Vec<&str> = body.nets.iter().map(|n| n.bridge.as_str()).collect();
+    let mut tx = state.db.begin().await?;
+    let request = deploy::Request {
+        memory_mib: i64::from(body.memory_mib),
+        cpus: &body.cpus,
+        bridges: bridges.clone(),
+        replacing: None,
+    };
+    deploy::admit(&mut tx, tenant.tenant_id(), &request).await?;
+    let agent_id = deploy::place(&mut tx, body.agent_id, i64::from(body.memory_mib), &bridges, None).await?;
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO deployments (id, tenant_id, name, image_sha256, build_id, memory_mib, cpus, args, nets, restart,
+                                  startup_priority, agent_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id)
+    .bind(tenant.tenant_id())
+    .bind(&body.name)
+    .bind(&sha)
+    .bind(build_id)
+    .bind(body.memory_mib)
+    .bind(&body.cpus)
+    .bind(&body.args)
+    .bind(DbJson(&body.nets))
+    .bind(DbJson(&body.restart))
+    .bind(body.startup_priority.unwrap_or(50))
+    .bind(agent_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e, "deployments_tenant_id_name_key") {
+            ApiError::conflict("deployment-name-taken", format!("the tenant has a deployment named {:?}", body.name))
+        } else {
+            e.into()
+        }
+    })?;
+    sqlx::query("INSERT INTO deployment_events (deployment_id, state) VALUES ($1, 'pending')")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    events::agent_assignments_changed(&mut tx, agent_id).await?;
+    audit::record(
+        &mut *tx,
+        Some(tenant.tenant_id()),
+        &Actor::from(&caller),
+        "deployment.create",
+        Some(id.to_string()),
+        serde_json::json!({"name": body.name, "image_sha256": body.image_sha256, "agent": agent_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let (_, created) = deployment_for(&state, &caller, id, Role::Viewer).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// One deployment (viewers of its tenant).
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses((status = 200, description = "The deployment", body = Deployment)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/deployments/{deployment_id}")]
+pub async fn get_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, path.into_inner(), Role::Viewer).await?.1))
+}
+
+/// Destroy a deployment (operators): its agent stops the unikernel and frees its taps.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses((status = 204, description = "Destroyed")),
+    security(("bearer" = []), ("session" = []))
+)]
+#[delete("/deployments/{deployment_id}")]
+pub async fn destroy_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM deployments WHERE id = $1 AND tenant_id = $2")
+        .bind(deployment.id)
+        .bind(tenant.tenant_id())
+        .execute(&mut *tx)
+        .await?;
+    if let Some(agent_id) = deployment.agent_id {
+        events::agent_assignments_changed(&mut tx, agent_id).await?;
+    }
+    // Console followers learn that it is gone.
+    events::build_changed(&mut tx, deployment.id).await?;
+    audit::record(
+        &mut *tx,
+        Some(tenant.tenant_id()),
+        &Actor::from(&caller),
+        "deployment.destroy",
+        Some(deployment.id.to_string()),
+        serde_json::json!({"name": deployment.name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restart a deployment (operators): its agent stops the unikernel and starts it again.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses((status = 200, description = "Restarting", body = Deployment)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/deployments/{deployment_id}/restart")]
+pub async fn restart_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE deployments SET revision = revision + 1, state = 'pending', exit_code = NULL, message = NULL,
+                updated_at = now()
+          WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(deployment.id)
+    .bind(tenant.tenant_id())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO deployment_events (deployment_id, state, message) VALUES ($1, 'pending', 'restart requested')")
+        .bind(deployment.id)
+        .execute(&mut *tx)
+        .await?;
+    if let Some(agent_id) = deployment.agent_id {
+        events::agent_assignments_changed(&mut tx, agent_id).await?;
+    }
+    audit::record(
+        &mut *tx,
+        Some(tenant.tenant_id()),
+        &Actor::from(&caller),
+        "deployment.restart",
+        Some(deployment.id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, deployment.id, Role::Viewer).await?.1))
+}
+
+/// The deployment's state changes, oldest first, with exit codes.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id"), PageQuery),
+    responses((status = 200, description = "A page of events", body = Page<DeploymentEvent>)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/deployments/{deployment_id}/events")]
+pub async fn list_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Query(q): Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Viewer).await?;
+    let ks = keyset::<i64>(&q)?;
+    // (id, at, state, exit code, message)
+    type EventRow = (i64, DateTime<Utc>, String, Option<i32>, Option<String>);
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT id, at, state::text, exit_code, message FROM deployment_events
+          WHERE deployment_id = $1 AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3",
+    )
+    .bind(deployment.id)
+    .bind(ks.after)
+    .bind(ks.fetch())
+    .fetch_all(&state.db)
+    .await?;
+    let paged = page(rows, ks.limit, |row| row.0);
+    let events: Page<DeploymentEvent> = Page {
+        items: paged
+            .items
+            .into_iter()
+            .map(|(_, at, state, exit_code, message)| DeploymentEvent {
+                at,
+                state: state_from_db(&state),
+                exit_code,
+                message,
+            })
+            .collect(),
+        next_cursor: paged.next_cursor,
+    };
+    Ok(HttpResponse::Ok().json(events))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleQuery {
+    /// The last N lines (at most 1024; default 1024).
+    pub count: Option<i64>,
+    /// Only lines from this time on.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// The deployment's last console lines (up to 1,024 are kept, also after it stopped).
+/// `at_ms` is Unix time in milliseconds.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id"), ConsoleQuery),
+    responses((status = 200, description = "Console lines, oldest first", body = Vec<ConsoleLine>)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/deployments/{deployment_id}/console")]
+pub async fn get_deployment_console(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Query(q): Query<ConsoleQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let count = q.count.unwrap_or(super::agent_protocol::CONSOLE_LINES);
+    if !(1..=super::agent_protocol::CONSOLE_LINES).contains(&count) {
+        return Err(ApiError::field("count", "must be between 1 and 1024"));
+    }
+    let (_, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Viewer).await?;
+    let mut rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT number, (extract(epoch FROM at) * 1000)::bigint, text FROM deployment_console
+          WHERE deployment_id = $1 AND ($2::timestamptz IS NULL OR at >= $2) ORDER BY number DESC LIMIT $3",
+    )
+    .bind(deployment.id)
+    .bind(q.since)
+    .bind(count)
+    .fetch_all(&state.db)
+    .await?;
+    rows.reverse();
+    let lines: Vec<ConsoleLine> =
+        rows.into_iter().map(|(number, at_ms, text)| ConsoleLine { number, at_ms, text }).collect();
+    Ok(HttpResponse::Ok().json(lines))
+}
+
+/// Follow the deployment's console live (server-sent events, as the build console; resumes
+/// after `after` or `Last-Event-ID`; ends with `event: end` when the deployment is destroyed).
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id"), super::runs::StreamQuery),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/deployments/{deployment_id}/console/stream")]
+pub async fn stream_deployment_console(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    Query(q): Query<super::runs::StreamQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (_, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Viewer).await?;
+    let after = super::runs::resume_after(&req, q.after);
+    Ok(crate::console_stream::respond(
+        &state,
+        crate::console_stream::Source::Deployment(deployment.id),
+        after,
+        q.follow.unwrap_or(true),
+    ))
+}

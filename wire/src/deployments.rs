@@ -1,0 +1,276 @@
+//! KVM agents, deployments of unikernels, quotas, and the agent protocol (albatross' job).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::builds::NewConsoleLine;
+
+/// The prefix of every agent credential.
+pub const AGENT_TOKEN_PREFIX: &str = "petrela_";
+/// The prefix of one-time enrollment tokens.
+pub const ENROLLMENT_TOKEN_PREFIX: &str = "petrele_";
+
+/// What a host offers, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"cpus": 2, "memory_mib": 24576, "bridges": ["br0"], "block_mib": 51200,
+    "tender_version": "petrel-hvt 0.1.0", "tender_abi": 2}))]
+pub struct Inventory {
+    /// Online CPUs (ids 0..cpus).
+    pub cpus: u32,
+    pub memory_mib: u64,
+    /// Bridges present on the host.
+    pub bridges: Vec<String>,
+    /// Capacity of the file system holding block devices.
+    pub block_mib: u64,
+    pub tender_version: String,
+    /// The solo5 hvt ABI version the tender runs.
+    pub tender_abi: u32,
+}
+
+/// A one-time token an administrator creates for a new agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "kvm-host-1"}))]
+pub struct CreateEnrollment {
+    /// The agent's name: 1 to 100 characters of `A-Z a-z 0-9 . _ -`, unique.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Enrollment {
+    pub name: String,
+    /// `petrele_...`, shown once; traded by `petrel-agent enroll` for the agent's credential.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An agent trades its enrollment token for a credential.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "petrele_...", "inventory": {"cpus": 2, "memory_mib": 24576,
+    "bridges": ["br0"], "block_mib": 51200, "tender_version": "petrel-hvt 0.1.0", "tender_abi": 2}}))]
+pub struct EnrollRequest {
+    pub token: String,
+    pub inventory: Inventory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Enrolled {
+    pub agent_id: Uuid,
+    pub name: String,
+    /// `petrela_...`: the agent sends it as `Authorization: Bearer ...` from now on.
+    pub credential: String,
+}
+
+/// A KVM host's agent, as administrators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Agent {
+    pub id: Uuid,
+    pub name: String,
+    pub inventory: Option<Inventory>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Heartbeats arrive; an unreachable agent's deployments show as `unknown`.
+    pub reachable: bool,
+    pub deployments: i64,
+    pub revoked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// When a unikernel that ended is started again, as albatross' fail behaviour: never after
+/// exit 1 (the tender refused, or was stopped) or 60–64 (usage errors), nor after a signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RestartPolicy {
+    Never,
+    /// On any other exit code, or only on these.
+    OnFailure {
+        #[serde(default)]
+        exit_codes: Option<Vec<i32>>,
+    },
+}
+
+/// A network device of the unikernel's manifest, attached to a host bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetAttachment {
+    /// The device's name in the unikernel's manifest (e.g. `service`).
+    pub device: String,
+    pub bridge: String,
+    /// `xx:xx:xx:xx:xx:xx`; generated when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "hello", "image_sha256": "0f1e...", "memory_mib": 32,
+    "restart": {"kind": "on_failure"}}))]
+pub struct CreateDeployment {
+    /// 1 to 63 characters of `a-z 0-9 -`, unique in the tenant.
+    pub name: String,
+    /// The image: an artifact (usually a build's main binary) by its SHA-256.
+    pub image_sha256: String,
+    pub memory_mib: i32,
+    /// CPU ids the unikernel may run on (among the tenant's allowed ones); any when empty.
+    #[serde(default)]
+    pub cpus: Vec<i32>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub nets: Vec<NetAttachment>,
+    #[serde(default = "never")]
+    pub restart: RestartPolicy,
+    /// Lower starts first after a host restart (default 50).
+    #[serde(default)]
+    pub startup_priority: Option<i32>,
+    /// Pin to this agent; otherwise Petrel picks one with the capacity and the bridges.
+    #[serde(default)]
+    pub agent_id: Option<Uuid>,
+}
+
+fn never() -> RestartPolicy {
+    RestartPolicy::Never
+}
+
+/// Where a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    /// Assigned; the agent has not reported yet.
+    Pending,
+    Running,
+    /// Ended, to be started again by its restart policy.
+    Restarting,
+    /// Ended and not restarted.
+    Exited,
+    /// Could not be started (image, manifest, tap ...); `message` says why.
+    Failed,
+    /// Destroyed.
+    Stopped,
+    /// Its agent stopped heartbeating.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Deployment {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub image_sha256: String,
+    /// The build whose artifact the image is, when there is one.
+    pub build_id: Option<Uuid>,
+    pub memory_mib: i32,
+    pub cpus: Vec<i32>,
+    pub args: Vec<String>,
+    pub nets: Vec<NetAttachment>,
+    pub restart: RestartPolicy,
+    pub startup_priority: i32,
+    pub agent_id: Option<Uuid>,
+    pub state: DeploymentState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub restarts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One change of a deployment's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentEvent {
+    pub at: DateTime<Utc>,
+    pub state: DeploymentState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+/// A tenant's limits, as albatross' policies. Sub-tenants' quotas fit inside their parent's;
+/// usage under a tenant counts against every ancestor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"unikernels": 4, "memory_mib": 512, "block_mib": 0, "cpus": [0, 1], "bridges": ["br0"]}))]
+pub struct Quota {
+    pub unikernels: i32,
+    pub memory_mib: i64,
+    pub block_mib: i64,
+    pub cpus: Vec<i32>,
+    pub bridges: Vec<String>,
+}
+
+/// A tenant's quota and what it uses (its own and its sub-tenants' deployments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUsage {
+    /// None: no quota set here (the ancestors' apply; none at all means no deployments).
+    pub quota: Option<Quota>,
+    pub unikernels: i64,
+    pub memory_mib: i64,
+}
+
+// --- The agent protocol -------------------------------------------------------------------
+
+/// A long-poll for the agent's assignments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"generation": 0, "wait_secs": 30}))]
+pub struct AssignmentsRequest {
+    /// The generation the agent runs; the answer comes when there is a newer one.
+    pub generation: i64,
+    #[serde(default)]
+    pub wait_secs: Option<i32>,
+}
+
+/// Everything the agent must run now (deployments absent from it are to be stopped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Assignments {
+    pub generation: i64,
+    pub deployments: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Assignment {
+    pub deployment_id: Uuid,
+    /// `<tenant path>.<name>`, unique on the host (for taps, logs).
+    pub name: String,
+    pub image_sha256: String,
+    pub memory_mib: i32,
+    pub cpus: Vec<i32>,
+    pub args: Vec<String>,
+    pub nets: Vec<NetAttachment>,
+    pub restart: RestartPolicy,
+    pub startup_priority: i32,
+    /// Changes when the deployment must be restarted (a restart request, new arguments).
+    pub revision: i64,
+}
+
+/// A state change the agent reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"revision": 1, "state": "running"}))]
+pub struct StateReport {
+    /// The assignment's revision this is about (older reports are ignored).
+    pub revision: i64,
+    pub state: DeploymentState,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Console lines of a deployment, shipped by its agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"lines": [{"at_ms": 12, "text": "Hello, World"}]}))]
+pub struct AgentConsole {
+    pub lines: Vec<NewConsoleLine>,
+}
+
+/// A heartbeat, with the inventory when it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({}))]
+pub struct AgentHeartbeat {
+    #[serde(default)]
+    pub inventory: Option<Inventory>,
+}
