@@ -1,8 +1,11 @@
 //! Petrel's KVM side: `petrel-hvt`, a tender compatible with solo5-hvt (ABI version 2) that
 //! runs unmodified solo5 hvt unikernels, and [`inspect`] for reading an image's ABI and device
-//! manifest without running it.
+//! manifest without running it. With the `agent` feature (default), [`agent`] is
+//! `petrel-agent`, which runs the unikernels a Petrel API assigns to this host.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "agent")]
+pub mod agent;
 pub mod cli;
 pub mod elf;
 pub mod hypercall;

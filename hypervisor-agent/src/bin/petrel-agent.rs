@@ -1,0 +1,111 @@
+//! `petrel-agent`: runs the unikernels a Petrel API assigns to this KVM host. All logic lives in
+//! the library (`petrel_hypervisor::agent`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use petrel_hypervisor::agent::{self, AgentConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "petrel-agent",
+    version,
+    about = "Runs the unikernels a Petrel API assigns to this KVM host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trade a one-time enrollment token for this agent's credential (stored in the state
+    /// directory as `credential`, with `agent.json`).
+    Enroll {
+        #[command(flatten)]
+        common: Common,
+        /// The enrollment token (`petrele_...`) an administrator created.
+        #[arg(long, env = "PETREL_ENROLLMENT_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Run the assigned unikernels until SIGTERM or SIGINT (which stop them all).
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// The API's base URL.
+    #[arg(long, env = "PETREL_API_URL")]
+    api: String,
+    /// The API's CA certificate (PEM); the only one trusted.
+    #[arg(long, env = "PETREL_CA")]
+    ca: PathBuf,
+    /// Credential, identity and image cache.
+    #[arg(long, env = "PETREL_AGENT_STATE_DIR", default_value = "/var/lib/petrel-agent")]
+    state_dir: PathBuf,
+    /// The tender; by default `petrel-hvt` next to this executable, else from PATH.
+    #[arg(long, env = "PETREL_TENDER")]
+    tender: Option<PathBuf>,
+}
+
+impl Common {
+    fn config(self) -> anyhow::Result<AgentConfig> {
+        let ca_pem = std::fs::read(&self.ca).with_context(|| format!("reading {}", self.ca.display()))?;
+        Ok(AgentConfig {
+            api: self.api,
+            ca_pem,
+            state_dir: self.state_dir,
+            tender: self.tender.unwrap_or_else(agent::default_tender),
+        })
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed at once, so that a
+/// signal arriving during start-up is not fatal.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stop requested");
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        // Colours only for people: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Enroll { common, token } => {
+            let config = common.config()?;
+            let identity = agent::enroll(&config, token.trim()).await.context("enrolling")?;
+            println!(
+                "enrolled as {} ({}); the credential is in {}",
+                identity.name,
+                identity.agent_id,
+                config.credential_path().display()
+            );
+            Ok(())
+        }
+        Command::Run { common } => {
+            let stop = stop_signal()?;
+            agent::run(common.config()?, stop).await?;
+            Ok(())
+        }
+    }
+}

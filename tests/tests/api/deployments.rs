@@ -1,0 +1,324 @@
+//! Deployments and the agent protocol, spoken by the test as an agent would: enrollment,
+//! quotas (nested, atomic under 100 concurrent creates, refusals naming the limit and by how
+//! much), placement, assignments woken at once, images only for what is assigned, state
+//! history, the console ring and its live stream, unreachable agents, tenant isolation.
+
+use std::time::Duration;
+
+use petrel_tests::{Api, Client, TestServer};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+fn inventory(bridges: &[&str]) -> Value {
+    json!({"cpus": 2, "memory_mib": 1024, "bridges": bridges, "block_mib": 0,
+           "tender_version": "petrel-hvt test", "tender_abi": 2})
+}
+
+/// Enrolls an agent; returns (its id, a client that sends its credential).
+async fn agent(admin: &Client, name: &str, bridges: &[&str]) -> (Uuid, Client) {
+    let enrollment = admin.post("/api/v1/agents/enrollments", json!({"name": name})).await.expect(201);
+    let token = enrollment.body["token"].as_str().unwrap().to_string();
+    let enrolled = admin
+        .anonymous()
+        .post("/api/v1/agents/enroll", json!({"token": token, "inventory": inventory(bridges)}))
+        .await
+        .expect(201);
+    // The token works once.
+    admin
+        .anonymous()
+        .post("/api/v1/agents/enroll", json!({"token": token, "inventory": inventory(bridges)}))
+        .await
+        .expect_problem(401, "unauthenticated");
+    let id = enrolled.body["agent_id"].as_str().unwrap().parse().unwrap();
+    (id, admin.with_token(enrolled.body["credential"].as_str().unwrap()))
+}
+
+async fn quota(admin: &Client, tenant: Uuid, unikernels: i32, memory: i64, bridges: &[&str]) {
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": unikernels, "memory_mib": memory, "block_mib": 0, "cpus": [0, 1], "bridges": bridges}),
+        )
+        .await
+        .expect(200);
+}
+
+/// An image: a build's main binary in `tenant`; returns its SHA-256.
+async fn image(admin: &Client, tenant: Uuid, bytes: &[u8]) -> String {
+    let api = Api { admin };
+    let job = api.job(tenant, &format!("img-{}", &hex::encode(Sha256::digest(bytes))[..8]), false).await;
+    Api::build(admin, job, &[("bin/unikernel.hvt", bytes)]).await;
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn create_body(name: &str, sha: &str, memory: i64) -> Value {
+    json!({"name": name, "image_sha256": sha, "memory_mib": memory, "restart": {"kind": "on_failure"}})
+}
+
+#[tokio::test]
+async fn an_agent_gets_its_assignments_at_once_and_reports_state_and_console() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let (agent_id, agent) = agent(&admin, "kvm-1", &["br0"]).await;
+    let listed = admin.get("/api/v1/agents").await.expect(200);
+    assert_eq!(listed.body["items"][0]["reachable"], true);
+    assert_eq!(listed.body["items"][0]["inventory"]["bridges"], json!(["br0"]));
+    let sha = image(&admin, tenant, b"unikernel image").await;
+    // No quota, no deployments.
+    admin
+        .post(&format!("/api/v1/tenants/{tenant}/deployments"), create_body("hello", &sha, 32))
+        .await
+        .expect_problem(403, "no-quota");
+    quota(&admin, tenant, 4, 256, &["br0"]).await;
+
+    // The agent waits; the deployment's creation wakes it.
+    let first =
+        agent.post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0})).await.expect(200);
+    let generation = first.body["generation"].as_i64().unwrap();
+    assert_eq!(first.body["deployments"], json!([]));
+    let waiting = tokio::spawn({
+        let agent = agent.clone();
+        async move {
+            agent.post("/api/v1/agent/assignments", json!({"generation": generation, "wait_secs": 30})).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut body = create_body("hello", &sha, 32);
+    body["nets"] = json!([{"device": "service", "bridge": "br0"}]);
+    body["args"] = json!(["--hello=world"]);
+    let created = admin.post(&format!("/api/v1/tenants/{tenant}/deployments"), body).await.expect(201);
+    let id: Uuid = created.body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(created.body["state"], "pending");
+    assert_eq!(created.body["agent_id"], agent_id.to_string());
+    assert!(created.body["build_id"].is_string(), "the image's build is known: {}", created.text);
+    let assigned = waiting.await.unwrap().expect(200);
+    assert!(assigned.body["generation"].as_i64().unwrap() > generation);
+    let a = &assigned.body["deployments"][0];
+    assert_eq!(a["deployment_id"], id.to_string());
+    assert_eq!(a["name"], "robur.hello");
+    assert_eq!(a["args"], json!(["--hello=world"]));
+    assert_eq!(a["nets"][0]["device"], "service");
+    assert_eq!(a["restart"]["kind"], "on_failure");
+    let revision = a["revision"].as_i64().unwrap();
+
+    // The image, for what is assigned only.
+    let bytes = agent
+        .request(reqwest::Method::GET, &format!("/api/v1/agent/images/{sha}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"unikernel image");
+    let other = image(&admin, tenant, b"not deployed").await;
+    agent.get(&format!("/api/v1/agent/images/{other}")).await.expect_problem(404, "not-found");
+
+    // State and console.
+    let follower = tokio::spawn({
+        let admin = admin.clone();
+        async move { admin.get(&format!("/api/v1/deployments/{id}/console/stream")).await }
+    });
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/state"),
+            json!({"revision": revision, "state": "running"}),
+        )
+        .await
+        .expect(204);
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/console"),
+            json!({"lines": [{"at_ms": 1, "text": "Hello, World"}, {"at_ms": 2, "text": "SUCCESS"}]}),
+        )
+        .await
+        .expect(204);
+    let d = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200);
+    assert_eq!(d.body["state"], "running");
+    let console = admin.get(&format!("/api/v1/deployments/{id}/console?count=1")).await.expect(200);
+    assert_eq!(console.body.as_array().unwrap().len(), 1);
+    assert_eq!(console.body[0]["text"], "SUCCESS");
+    // It ends, is restarted by its policy, and the history says so.
+    for state in ["restarting", "running"] {
+        agent
+            .post(
+                &format!("/api/v1/agent/deployments/{id}/state"),
+                json!({"revision": revision, "state": state, "exit_code": if state == "restarting" { json!(2) } else { Value::Null }}),
+            )
+            .await
+            .expect(204);
+    }
+    // A report about an older revision is ignored.
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/state"),
+            json!({"revision": revision - 1, "state": "failed"}),
+        )
+        .await
+        .expect(204);
+    let d = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200);
+    assert_eq!(d.body["state"], "running");
+    assert_eq!(d.body["restarts"], 1);
+    let history = admin.get(&format!("/api/v1/deployments/{id}/events")).await.expect(200);
+    let states: Vec<&str> =
+        history.body["items"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["pending", "running", "restarting", "running"]);
+    assert_eq!(history.body["items"][2]["exit_code"], 2);
+
+    // Restart: a new revision for the agent.
+    let restarted = admin.post(&format!("/api/v1/deployments/{id}/restart"), json!({})).await.expect(200);
+    assert_eq!(restarted.body["state"], "pending");
+    let again = agent
+        .post("/api/v1/agent/assignments", json!({"generation": assigned.body["generation"], "wait_secs": 5}))
+        .await
+        .expect(200);
+    assert_eq!(again.body["deployments"][0]["revision"].as_i64().unwrap(), revision + 1);
+
+    // An agent that stops heartbeating leaves its deployments unknown, not running.
+    sqlx::query("UPDATE agents SET last_seen_at = now() - interval '5 minutes' WHERE id = $1")
+        .bind(agent_id)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body["state"], "unknown");
+    agent.post("/api/v1/agent/heartbeat", json!({})).await.expect(204);
+    assert_eq!(admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body["state"], "pending");
+
+    // Destroyed: gone from the assignments; the console stream ends.
+    admin.delete(&format!("/api/v1/deployments/{id}")).await.expect(204);
+    let after = agent
+        .post("/api/v1/agent/assignments", json!({"generation": again.body["generation"], "wait_secs": 5}))
+        .await
+        .expect(200);
+    assert_eq!(after.body["deployments"], json!([]));
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/state"),
+            json!({"revision": revision + 1, "state": "exited"}),
+        )
+        .await
+        .expect_problem(404, "not-found");
+    let streamed =
+        tokio::time::timeout(Duration::from_secs(30), follower).await.expect("the stream ends").unwrap();
+    assert!(streamed.text.contains("Hello, World") && streamed.text.contains("SUCCESS"), "{}", streamed.text);
+    assert!(streamed.text.trim_end().ends_with("event: end\ndata: \"destroyed\""), "{}", streamed.text);
+}
+
+#[tokio::test]
+async fn quotas_nest_name_the_limit_and_hold_under_concurrent_creates() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let parent = api.tenant("parent", None).await;
+    let child = api.tenant("child", Some(parent)).await;
+    let (_, owner) = api.user("parent-owner").await;
+    api.member(parent, "parent-owner", "owner").await;
+    let (_agent_id, _agent) = agent(&admin, "kvm-1", &["br0", "br1"]).await;
+    let sha = image(&admin, child, b"image").await;
+    quota(&admin, parent, 10, 1000, &["br0"]).await;
+    // Owners of the parent set the child's quota, within the parent's.
+    let too_big = owner
+        .put(
+            &format!("/api/v1/tenants/{child}/quota"),
+            json!({"unikernels": 11, "memory_mib": 100, "block_mib": 0, "cpus": [0], "bridges": ["br1"]}),
+        )
+        .await;
+    let fields: Vec<&str> =
+        too_big.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["unikernels", "bridges"], "{}", too_big.text);
+    owner
+        .put(
+            &format!("/api/v1/tenants/{child}/quota"),
+            json!({"unikernels": 10, "memory_mib": 300, "block_mib": 0, "cpus": [0], "bridges": ["br0"]}),
+        )
+        .await
+        .expect(200);
+    // The child's owner may not raise its own quota (only administrators set top-level ones).
+    owner
+        .put(
+            &format!("/api/v1/tenants/{parent}/quota"),
+            json!({"unikernels": 99, "memory_mib": 99999, "block_mib": 0, "cpus": [0], "bridges": ["br0"]}),
+        )
+        .await
+        .expect_problem(403, "insufficient-role");
+
+    // Over the child's memory: refused, naming the limit and by how much.
+    let r = admin.post(&format!("/api/v1/tenants/{child}/deployments"), create_body("big", &sha, 400)).await;
+    let r = r.expect_problem(403, "quota-exceeded");
+    assert_eq!(r.body["errors"][0]["field"], "memory_mib");
+    let message = r.body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("by 100 MiB") && message.contains("parent:child"), "{message}");
+    let mut bad_bridge = create_body("bridged", &sha, 10);
+    bad_bridge["nets"] = json!([{"device": "service", "bridge": "br1"}]);
+    let r = admin.post(&format!("/api/v1/tenants/{child}/deployments"), bad_bridge).await;
+    assert_eq!(r.expect_problem(403, "quota-exceeded").body["errors"][0]["field"], "nets");
+    let r = admin
+        .post(
+            &format!("/api/v1/tenants/{child}/deployments"),
+            json!({"name": "Bad Name", "image_sha256": "zz",
+        "memory_mib": 0}),
+        )
+        .await;
+    let fields: Vec<&str> =
+        r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["image_sha256", "name", "memory_mib"], "{}", r.text);
+
+    // 100 concurrent creates of 10 MiB against 10 unikernels: exactly 10 get in.
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        let admin = admin.clone();
+        let body = create_body(&format!("d{i}"), &sha, 10);
+        handles.push(tokio::spawn(async move {
+            admin.post(&format!("/api/v1/tenants/{child}/deployments"), body).await
+        }));
+    }
+    let mut created = 0;
+    for h in handles {
+        let r = h.await.unwrap();
+        match r.status {
+            201 => created += 1,
+            403 => assert_eq!(r.body["code"], "quota-exceeded", "{}", r.text),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!(created, 10, "the quota holds under concurrency");
+    let usage = admin.get(&format!("/api/v1/tenants/{parent}/quota")).await.expect(200);
+    assert_eq!(usage.body["unikernels"], 10, "the child's deployments count against the parent");
+    assert_eq!(usage.body["memory_mib"], 100);
+}
+
+#[tokio::test]
+async fn other_tenants_deployments_consoles_and_images_stay_hidden() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let a = api.tenant("a", None).await;
+    let b = api.tenant("b", None).await;
+    let (_, owner_b) = api.user("owner-b").await;
+    api.member(b, "owner-b", "owner").await;
+    let (_, _agent) = agent(&admin, "kvm-1", &[]).await;
+    quota(&admin, a, 2, 100, &[]).await;
+    quota(&admin, b, 2, 100, &[]).await;
+    let sha_a = image(&admin, a, b"a's image").await;
+    let d = admin
+        .post(&format!("/api/v1/tenants/{a}/deployments"), create_body("mine", &sha_a, 16))
+        .await
+        .expect(201);
+    let id = d.body["id"].as_str().unwrap();
+    for path in ["", "/events", "/console", "/console/stream?follow=false"] {
+        owner_b.get(&format!("/api/v1/deployments/{id}{path}")).await.expect_problem(404, "not-found");
+    }
+    owner_b.delete(&format!("/api/v1/deployments/{id}")).await.expect_problem(404, "not-found");
+    owner_b.get(&format!("/api/v1/tenants/{a}/deployments")).await.expect_problem(404, "not-found");
+    // Another tenant's private image cannot be deployed by hash.
+    let r = admin.post(&format!("/api/v1/tenants/{b}/deployments"), create_body("theirs", &sha_a, 16)).await;
+    assert_eq!(r.expect_problem(400, "validation-failed").body["errors"][0]["field"], "image_sha256");
+    // No agent with the bridge: a clear refusal.
+    let mut bridged = create_body("bridged", &sha_a, 16);
+    bridged["nets"] = json!([{"device": "service", "bridge": "br9"}]);
+    quota(&admin, a, 2, 100, &["br9"]).await;
+    admin.post(&format!("/api/v1/tenants/{a}/deployments"), bridged).await.expect_problem(409, "no-capacity");
+}

@@ -1,0 +1,239 @@
+//! End to end on one machine with real processes: the API, a real `petrel-agent` enrolled with
+//! a one-time token, the real `petrel-hvt` tender on /dev/kvm and the project's test guests
+//! uploaded as builds. A deployment runs and its console reaches the API; the restart policy
+//! restarts a failing unikernel and destroy stops the loop; an agent killed outright takes its
+//! tenders with it and, restarted, brings its deployments back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use petrel_tests::{Api, Client, TestServer, workspace_binary};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The test guests, built once per test into its own directory.
+fn guests(dir: &Path) -> PathBuf {
+    assert!(
+        std::fs::metadata("/dev/kvm").is_ok(),
+        "/dev/kvm is missing: these tests need KVM (they never pass without it)"
+    );
+    let out = dir.join("guests");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypervisor-agent/guests");
+    let status =
+        Command::new("make").arg("-s").arg("-C").arg(&src).arg(format!("OUT={}", out.display())).status();
+    assert!(status.expect("make").success(), "building the test guests failed");
+    out
+}
+
+struct AgentProcess {
+    child: Child,
+    state: PathBuf,
+    ca: PathBuf,
+}
+
+impl AgentProcess {
+    /// Enrolls a new agent through the API and starts it.
+    /// (Async: the in-process API must keep serving while the agent enrolls.)
+    async fn enroll_and_start(s: &TestServer, token: &str, dir: &Path) -> AgentProcess {
+        let state = dir.join("agent");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &s.ca_pem).unwrap();
+        let enrolled = tokio::process::Command::new(workspace_binary("petrel-agent"))
+            .args(["enroll", "--api", &s.server.url, "--token", token])
+            .arg("--ca")
+            .arg(&ca)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .await
+            .unwrap();
+        assert!(enrolled.status.success(), "enroll failed: {}", String::from_utf8_lossy(&enrolled.stderr));
+        let child = Self::spawn(s, &state, &ca);
+        AgentProcess { child, state, ca }
+    }
+
+    fn spawn(s: &TestServer, state: &Path, ca: &Path) -> Child {
+        Command::new(workspace_binary("petrel-agent"))
+            .args(["run", "--api", &s.server.url])
+            .arg("--ca")
+            .arg(ca)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--tender")
+            .arg(workspace_binary("petrel-hvt"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start petrel-agent")
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self, s: &TestServer) {
+        self.kill();
+        self.child = Self::spawn(s, &self.state, &self.ca);
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tenant with a quota, an enrolled running agent, and the guests uploaded as builds.
+async fn setup(s: &TestServer, admin: &Client, dir: &Path) -> (Uuid, AgentProcess, PathBuf) {
+    let api = Api { admin };
+    let tenant = api.tenant("ops", None).await;
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": 8, "memory_mib": 256, "block_mib": 0, "cpus": [0, 1], "bridges": []}),
+        )
+        .await
+        .expect(200);
+    let token = admin.post("/api/v1/agents/enrollments", json!({"name": "kvm-host"})).await.expect(201);
+    let agent = AgentProcess::enroll_and_start(s, token.body["token"].as_str().unwrap(), dir).await;
+    // Reachable once its first heartbeat carried its inventory.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let agents = admin.get("/api/v1/agents").await.expect(200);
+        if agents.body["items"][0]["reachable"] == true
+            && agents.body["items"][0]["inventory"]["tender_abi"] == 2
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never reported: {}", agents.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = dir.to_path_buf();
+    let guests = tokio::task::spawn_blocking(move || guests(&dir)).await.unwrap();
+    (tenant, agent, guests)
+}
+
+/// Uploads a guest as a build's main binary; returns its SHA-256.
+async fn upload_guest(admin: &Client, tenant: Uuid, guests: &Path, name: &str) -> String {
+    let bytes = std::fs::read(guests.join(format!("{name}.hvt"))).unwrap();
+    let job = Api { admin }.job(tenant, name, false).await;
+    Api::build(admin, job, &[(&format!("bin/{name}.hvt"), &bytes)]).await;
+    hex::encode(Sha256::digest(&bytes))
+}
+
+async fn deploy(admin: &Client, tenant: Uuid, name: &str, sha: &str, args: &[&str], restart: Value) -> Uuid {
+    let body = json!({"name": name, "image_sha256": sha, "memory_mib": 4, "args": args, "restart": restart});
+    admin.post(&format!("/api/v1/tenants/{tenant}/deployments"), body).await.expect(201).id()
+}
+
+/// Polls the deployment until `done` holds (a minute at most).
+async fn until(admin: &Client, id: Uuid, what: &str, done: impl Fn(&Value, &str) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
+        let console = admin.get(&format!("/api/v1/deployments/{id}/console")).await.expect(200).body;
+        let text: String = console
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{}\n", l["text"].as_str().unwrap()))
+            .collect();
+        if done(&d, &text) {
+            return d;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {what}: {d}\nconsole:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn event_states(admin: &Client, id: Uuid) -> Vec<String> {
+    let events = admin.get(&format!("/api/v1/deployments/{id}/events?limit=200")).await.expect(200).body;
+    events["items"].as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_deployed_unikernel_runs_on_the_agent_and_its_console_reaches_the_api() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, _agent, guests) = setup(&s, &admin, dir.path()).await;
+    let sha = upload_guest(&admin, tenant, &guests, "hello").await;
+    let id = deploy(&admin, tenant, "hello", &sha, &["from-petrel"], json!({"kind": "never"})).await;
+    let d = until(&admin, id, "exited with its greeting", |d, console| {
+        d["state"] == "exited" && console.contains("Hello, World") && console.contains("from-petrel")
+    })
+    .await;
+    assert_eq!(d["exit_code"], 0, "{d}");
+    assert_eq!(d["restarts"], 0);
+    assert_eq!(event_states(&admin, id).await, ["pending", "running", "exited"]);
+}
+
+#[tokio::test]
+async fn a_failing_unikernel_is_restarted_by_its_policy_until_destroyed() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, _agent, guests) = setup(&s, &admin, dir.path()).await;
+    let sha = upload_guest(&admin, tenant, &guests, "exit").await;
+    let looping = deploy(&admin, tenant, "looping", &sha, &["3"], json!({"kind": "on_failure"})).await;
+    let final_code = deploy(&admin, tenant, "final", &sha, &["1"], json!({"kind": "on_failure"})).await;
+    let d = until(&admin, looping, "restarted twice", |d, _| d["restarts"].as_i64().unwrap_or(0) >= 2).await;
+    assert_eq!(d["exit_code"].as_i64().unwrap_or(3), 3, "{d}");
+    // Exit 1 is never restarted (albatross' rule).
+    let f = until(&admin, final_code, "exited for good", |d, _| d["state"] == "exited").await;
+    assert_eq!(f["exit_code"], 1);
+    assert_eq!(f["restarts"], 0);
+    // Destroy stops the loop: no new events after it is gone.
+    admin.delete(&format!("/api/v1/deployments/{looping}")).await.expect(204);
+    admin.get(&format!("/api/v1/deployments/{looping}")).await.expect_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, mut agent, guests) = setup(&s, &admin, dir.path()).await;
+    let sha = upload_guest(&admin, tenant, &guests, "bench").await;
+    let id = deploy(&admin, tenant, "idle", &sha, &["idle"], json!({"kind": "on_failure"})).await;
+    until(&admin, id, "running and idle", |d, console| d["state"] == "running" && console.contains("IDLE"))
+        .await;
+    let image_marker = format!("images/{sha}");
+    let tenders = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline).contains(&image_marker).then_some(pid)
+            })
+            .collect()
+    };
+    let before = tenders();
+    assert_eq!(before.len(), 1, "one tender runs the deployment: {before:?}");
+    agent.kill();
+    // The tender dies with its agent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !tenders().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the tender outlived its agent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    agent.restart(&s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = tenders();
+        if now.len() == 1 && now != before {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the deployment did not come back: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = until(&admin, id, "running again", |d, _| d["state"] == "running").await;
+    assert_eq!(d["restarts"], 0, "an agent restart is not the unikernel's failure");
+    let states = event_states(&admin, id).await;
+    assert_eq!(states.iter().filter(|s| *s == "running").count(), 2, "{states:?}");
+}
