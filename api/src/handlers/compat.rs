@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::builds::{find_by_hash, parse_sha256, readable_build, serve_artifact};
+use super::builds::{parse_sha256, readable_build, serve_artifact};
 use crate::auth::read::{MaybeCaller, ReadScope};
 use crate::error::ApiError;
 use crate::extract::Query;
@@ -80,9 +80,22 @@ async fn hash(
     let sha = parse_sha256("sha256", &q.sha256)?;
     let location = cached(&state, caller.0.is_none(), format!("hash {}", hex::encode(&sha)), async {
         let scope = ReadScope::of(caller.0.as_ref(), &state.db).await?;
-        let found = find_by_hash(&state.db, &scope, &sha).await?;
-        let qualified = qualified_name(&state, found.build.job_id).await?;
-        Ok(format!("/job/{qualified}/build/{}", found.build.id))
+        // One query: the newest readable build holding the hash, with its job's qualified name.
+        let found: Option<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT b.id, p.path || ':' || j.name
+               FROM build_artifacts h JOIN builds b ON b.id = h.build_id JOIN jobs j ON j.id = b.job_id
+               JOIN tenant_paths p ON p.id = j.tenant_id
+              WHERE {} AND h.sha256 = $3
+              ORDER BY b.finished_at DESC NULLS LAST, b.id DESC LIMIT 1",
+            ReadScope::SQL
+        ))
+        .bind(scope.all())
+        .bind(scope.tenants())
+        .bind(&sha)
+        .fetch_optional(&state.db)
+        .await?;
+        let (build, qualified) = found.ok_or(ApiError::NotFound("artifact"))?;
+        Ok(format!("/job/{qualified}/build/{build}"))
     })
     .await?;
     Ok(redirect(location))
