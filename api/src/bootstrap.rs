@@ -115,6 +115,35 @@ pub async fn ensure_local_worker(db: &PgPool, path: &std::path::Path) -> Result<
     write_private(path, &credential).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The bridge the local agent attaches unikernels to, and the default tenant may use.
+pub const LOCAL_BRIDGE: &str = "petrel0";
+
+/// A one-time enrollment token for the local agent, unless it is enrolled already (its state
+/// directory holds a credential).
+pub async fn local_agent_enrollment(
+    db: &PgPool,
+    state_dir: &std::path::Path,
+) -> Result<Option<String>, String> {
+    if state_dir.join("credential").exists() {
+        return Ok(None);
+    }
+    let token = format!("{}{}", petrel_wire::deployments::ENROLLMENT_TOKEN_PREFIX, secret::random_secret());
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE name = 'local')")
+        .fetch_one(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = if taken { format!("local-{}", &Uuid::new_v4().to_string()[..8]) } else { "local".into() };
+    sqlx::query(
+        "INSERT INTO agent_enrollments (token_sha256, name, expires_at) VALUES ($1, $2, now() + interval '1 hour')",
+    )
+    .bind(secret::storage_hash(&token))
+    .bind(name)
+    .execute(db)
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Some(token))
+}
+
 /// The example jobs, in the `default` tenant of a new installation.
 pub async fn create_examples(db: &PgPool) -> Result<(), String> {
     let tenant: Option<Uuid> =
@@ -123,6 +152,18 @@ pub async fn create_examples(db: &PgPool) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
     let Some(tenant) = tenant else { return Ok(()) };
+    // Room to deploy a few unikernels on this machine's local agent.
+    let cpus: Vec<i32> = (0..std::thread::available_parallelism().map_or(1, |n| n.get()) as i32).collect();
+    sqlx::query(
+        "INSERT INTO quotas (tenant_id, unikernels, memory_mib, block_mib, cpus, bridges)
+         VALUES ($1, 16, 4096, 0, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&cpus)
+    .bind(vec![LOCAL_BRIDGE.to_string()])
+    .execute(db)
+    .await
+    .map_err(|e| e.to_string())?;
     crate::examples::create_examples(db, tenant, &petrel_inputs::platform::detect())
         .await
         .map_err(|e| e.to_string())

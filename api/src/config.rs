@@ -157,6 +157,12 @@ pub struct Settings {
     #[arg(long, env = "PETREL_LOCAL_WORKER", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub local_worker: Option<bool>,
 
+    /// Also run one KVM agent on this machine (`petrel-agent`, next to this binary) when
+    /// /dev/kvm is usable, with the bridge `petrel0` (created when missing), its files in
+    /// <data-dir>/local-agent.
+    #[arg(long, env = "PETREL_LOCAL_AGENT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub local_agent: Option<bool>,
+
     /// Log lines as human-readable text or JSON. [default: text]
     #[arg(long, env = "PETREL_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -225,6 +231,7 @@ pub struct Config {
     pub upload_ttl: Duration,
     pub worker_lease: Duration,
     pub local_worker: bool,
+    pub local_agent: bool,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -267,6 +274,7 @@ impl Settings {
             upload_ttl_secs: self.upload_ttl_secs.or(lower.upload_ttl_secs),
             worker_lease_secs: self.worker_lease_secs.or(lower.worker_lease_secs),
             local_worker: self.local_worker.or(lower.local_worker),
+            local_agent: self.local_agent.or(lower.local_agent),
             log_format: self.log_format.or(lower.log_format),
         }
     }
@@ -337,6 +345,7 @@ impl Settings {
             upload_ttl: Duration::from_secs(self.upload_ttl_secs.unwrap_or(86_400).max(60)),
             worker_lease: Duration::from_secs(self.worker_lease_secs.unwrap_or(60).clamp(2, 3600)),
             local_worker: self.local_worker.unwrap_or(false),
+            local_agent: self.local_agent.unwrap_or(false),
             data_dir,
             listen,
             database,
@@ -377,6 +386,11 @@ impl Config {
     /// The local worker's files (`--local-worker`).
     pub fn local_worker_dir(&self) -> PathBuf {
         self.data_dir.join("local-worker")
+    }
+
+    /// The local agent's state directory (`--local-agent`).
+    pub fn local_agent_dir(&self) -> PathBuf {
+        self.data_dir.join("local-agent")
     }
 
     pub fn local_worker_credential(&self) -> PathBuf {

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::debug!(?config, "configuration");
     let local_worker =
         config.local_worker.then(|| (config.local_worker_dir(), config.local_worker_credential()));
+    let local_agent = config.local_agent.then(|| config.local_agent_dir());
     let running = server::run(config).await?;
     let s = &running.server;
     println!("Petrel is serving at {}/", s.url);
@@ -76,10 +77,23 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let ca = s.local_ca.as_ref().map(|ca| ca.cert_path.clone());
+    let mut agent = match local_agent {
+        Some(dir) if std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() => Some(
+            start_local_agent(&s.url, ca.as_deref(), &dir, running.local_agent_enrollment.as_deref())
+                .await
+                .context("starting the local agent")?,
+        ),
+        Some(_) => {
+            println!("  Agent:      not started: /dev/kvm is not usable here");
+            None
+        }
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
-    if let Some(worker) = worker.as_mut() {
-        stop_child(worker).await;
+    for child in [worker.as_mut(), agent.as_mut()].into_iter().flatten() {
+        stop_child(child).await;
     }
     running.shutdown().await;
     Ok(())
@@ -114,6 +128,54 @@ fn spawn_local_worker(
     }
     let child = command.kill_on_drop(true).spawn().with_context(|| format!("running {}", exe.display()))?;
     println!("  Worker:     {} (one local worker, builds in {})", exe.display(), dir.join("work").display());
+    Ok(child)
+}
+
+/// `petrel-agent` next to this binary: enrolled on first use, on the bridge `petrel0` (created
+/// here when missing, for the default tenant's quota names it).
+async fn start_local_agent(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    dir: &std::path::Path,
+    enrollment: Option<&str>,
+) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe()?.with_file_name("petrel-agent");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing (cargo build --release -p petrel-hypervisor)",
+        exe.display()
+    );
+    let bridge = petrel_api::bootstrap::LOCAL_BRIDGE;
+    if !std::path::Path::new("/sys/class/net").join(bridge).exists() {
+        for args in [vec!["link", "add", bridge, "type", "bridge"], vec!["link", "set", bridge, "up"]] {
+            let status = tokio::process::Command::new("ip").args(&args).status().await;
+            if !status.is_ok_and(|s| s.success()) {
+                println!(
+                    "  Agent:      could not create the bridge {bridge} (ip {}); unikernels with networks will not start",
+                    args.join(" ")
+                );
+                break;
+            }
+        }
+    }
+    let common = |command: &mut tokio::process::Command| {
+        command.args(["--api", url]).arg("--state-dir").arg(dir);
+        if let Some(ca) = ca {
+            command.arg("--ca").arg(ca);
+        }
+    };
+    if let Some(token) = enrollment {
+        let mut enroll = tokio::process::Command::new(&exe);
+        enroll.arg("enroll").args(["--token", token]);
+        common(&mut enroll);
+        let status = enroll.status().await.with_context(|| format!("running {}", exe.display()))?;
+        anyhow::ensure!(status.success(), "petrel-agent enroll failed");
+    }
+    let mut run = tokio::process::Command::new(&exe);
+    run.arg("run");
+    common(&mut run);
+    let child = run.kill_on_drop(true).spawn().with_context(|| format!("running {}", exe.display()))?;
+    println!("  Agent:      {} (one local KVM agent, bridge {bridge})", exe.display());
     Ok(child)
 }
 

@@ -156,6 +156,8 @@ pub struct Running {
     pub server: Server,
     pub embedded: Option<EmbeddedPostgres>,
     pub first_admin: Option<bootstrap::FirstAdmin>,
+    /// A token for `petrel-agent enroll` when the local agent is not enrolled yet.
+    pub local_agent_enrollment: Option<String>,
 }
 
 impl Running {
@@ -192,6 +194,13 @@ pub async fn run(config: Config) -> Result<Running, StartError> {
             .await
             .map_err(StartError::Bootstrap)?;
     }
+    let local_agent_enrollment = if config.local_agent {
+        bootstrap::local_agent_enrollment(&pool, &config.local_agent_dir())
+            .await
+            .map_err(StartError::Bootstrap)?
+    } else {
+        None
+    };
     let server = start(config, pool).await?;
-    Ok(Running { server, embedded, first_admin })
+    Ok(Running { server, embedded, first_admin, local_agent_enrollment })
 }
