@@ -2,15 +2,13 @@
 //! (`Authorization: Bearer petrela_...`) and may touch only the deployments assigned to it.
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use petrel_wire::deployments::AGENT_TOKEN_PREFIX;
 use uuid::Uuid;
 
 use super::secret::storage_hash;
 use crate::error::ApiError;
-use crate::server::AppState;
 
 #[derive(Debug, Clone)]
 pub struct AgentPrincipal {
@@ -25,18 +23,9 @@ impl FromRequest for AgentPrincipal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::internal("application state missing"))?
-                .clone();
-            let credential = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .filter(|s| s.starts_with(AGENT_TOKEN_PREFIX))
-                .ok_or(ApiError::Unauthenticated(
+            let state = super::app_state(&req)?;
+            let credential =
+                super::bearer_with_prefix(&req, AGENT_TOKEN_PREFIX).ok_or(ApiError::Unauthenticated(
                     "agents send their credential as `Authorization: Bearer petrela_...`",
                 ))?;
             // Every request is a sign of life.

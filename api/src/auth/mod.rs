@@ -148,10 +148,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::internal("application state missing"))?
-                .clone();
+            let state = app_state(&req)?;
             let ip = client_ip(&req, state.config.trust_forwarded_for);
             if let Some(value) = req.headers().get(header::AUTHORIZATION) {
                 let secret = value
@@ -182,6 +179,24 @@ impl FromRequest for Caller {
             Ok(caller)
         })
     }
+}
+
+/// The application state, for extractors.
+pub(crate) fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("application state missing"))
+}
+
+/// The credential in `Authorization: Bearer <prefix>...`, if the request carries one of that kind.
+pub(crate) fn bearer_with_prefix<'a>(req: &'a HttpRequest, prefix: &str) -> Option<&'a str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|s| s.starts_with(prefix))
 }
 
 /// State-changing requests made with the session cookie must echo the session's CSRF token in a

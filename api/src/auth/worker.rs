@@ -3,8 +3,7 @@
 //! builds it holds.
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use petrel_wire::workers::WORKER_TOKEN_PREFIX;
 use sqlx::PgPool;
@@ -14,7 +13,6 @@ use super::TenantScope;
 use super::secret::{random_secret, storage_hash};
 use crate::audit::Actor;
 use crate::error::ApiError;
-use crate::server::AppState;
 
 /// An authenticated worker.
 #[derive(Debug, Clone)]
@@ -35,13 +33,7 @@ pub fn new_credential() -> (String, Vec<u8>) {
 
 /// The worker credential in a request, if it carries one (and not a user's token or session).
 pub fn credential_in(req: &HttpRequest) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|s| s.starts_with(WORKER_TOKEN_PREFIX))
+    super::bearer_with_prefix(req, WORKER_TOKEN_PREFIX)
 }
 
 impl WorkerPrincipal {
@@ -120,10 +112,7 @@ impl FromRequest for WorkerPrincipal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::internal("application state missing"))?
-                .clone();
+            let state = super::app_state(&req)?;
             let credential = credential_in(&req).ok_or(ApiError::Unauthenticated(
                 "workers send their credential as `Authorization: Bearer petrelw_...`",
             ))?;
