@@ -61,9 +61,23 @@ async fn finish(response: Result<Response, gloo_net::Error>) -> Result<Response,
     Err(ApiError { status, problem, message })
 }
 
-pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+/// The body of a successful GET. Not generic: each answer type only adds its parsing.
+pub async fn get_text(path: &str) -> Result<String, ApiError> {
     let response = finish(Request::get(path).send().await).await?;
-    response.json().await.map_err(ApiError::network)
+    response.text().await.map_err(ApiError::network)
+}
+
+pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    serde_json::from_str(text).map_err(ApiError::network)
+}
+
+pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    parse(&get_text(path).await?)
+}
+
+/// [`get`] of an owned URL, for resources whose future must not borrow.
+pub async fn fetch<T: DeserializeOwned>(url: String) -> Result<T, ApiError> {
+    get(&url).await
 }
 
 fn with_csrf(builder: RequestBuilder) -> RequestBuilder {
@@ -83,9 +97,24 @@ pub async fn send<B: Serialize, T: DeserializeOwned>(
         "PUT" => Request::put(path),
         _ => Request::post(path),
     };
-    let request = with_csrf(builder).json(body).map_err(ApiError::network)?;
-    let response = finish(request.send().await).await?;
-    response.json().await.map_err(ApiError::network)
+    let body = serde_json::to_string(body).map_err(ApiError::network)?;
+    parse(&send_text(builder, Some(body)).await?)
+}
+
+/// Sends a change (with the CSRF token, and a JSON body if any) and returns the answer's body.
+async fn send_text(builder: RequestBuilder, body: Option<String>) -> Result<String, ApiError> {
+    let builder = with_csrf(builder);
+    let request = match body {
+        Some(body) => builder.header("content-type", "application/json").body(body),
+        None => builder.build(),
+    };
+    let response = finish(request.map_err(ApiError::network)?.send().await).await?;
+    response.text().await.map_err(ApiError::network)
+}
+
+/// A POST without a body whose answer is JSON (e.g. "rebuild": 202 and the queued build).
+pub async fn post_for<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    parse(&send_text(Request::post(path), None).await?)
 }
 
 /// A request whose answer has no body (204).
@@ -95,4 +124,40 @@ pub async fn send_empty(method: &str, path: &str) -> Result<(), ApiError> {
         _ => Request::post(path),
     };
     finish(with_csrf(builder).send().await).await.map(|_| ())
+}
+
+/// Percent-encodes a path segment or query value (everything but RFC 3986's unreserved
+/// characters).
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An artifact's download path: each segment of its path encoded, the slashes kept.
+pub fn file_url(build: uuid::Uuid, path: &str) -> String {
+    let encoded: Vec<String> = path.split('/').map(encode).collect();
+    format!("/api/v1/builds/{build}/files/{}", encoded.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_paths_and_values() {
+        assert_eq!(encode("a b&c/é"), "a%20b%26c%2F%C3%A9");
+        assert_eq!(encode("mirage-crypto_1.2~x"), "mirage-crypto_1.2~x");
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            file_url(id, "sbom/hello & co.json"),
+            format!("/api/v1/builds/{id}/files/sbom/hello%20%26%20co.json")
+        );
+    }
 }

@@ -1,21 +1,27 @@
-//! Pieces every page uses: the signed-in shell with navigation, error messages, paged lists.
+//! Pieces every page uses: the shell with navigation, error messages, paged lists, fetching
+//! (plain, and while the server computes the answer), read-only markup sections.
+
+use std::rc::Rc;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 use petrel_wire::Page;
+use petrel_wire::builds::BuildStatus;
 use serde::de::DeserializeOwned;
 
 use crate::api::{self, ApiError};
+use crate::html;
 use crate::session::{Session, use_session};
 
-/// The frame of every signed-in page. Sends signed-out visitors to the sign-in page.
+/// The frame of every page. Sends signed-out visitors to the sign-in page, except on `public`
+/// pages (jobs, builds, comparisons: public jobs are readable by anyone, as on builder-web).
 #[component]
-pub fn Shell(children: ChildrenFn) -> impl IntoView {
+pub fn Shell(children: ChildrenFn, #[prop(optional)] public: bool) -> impl IntoView {
     let session = use_session();
     let navigate = use_navigate();
     Effect::new(move |_| {
-        if session.0.get() == Session::SignedOut {
+        if !public && session.0.get() == Session::SignedOut {
             navigate("/login", Default::default());
         }
     });
@@ -26,6 +32,9 @@ pub fn Shell(children: ChildrenFn) -> impl IntoView {
             session.0.set(Session::SignedOut);
         });
     };
+    // Memos, so the parts below are drawn again only when these change.
+    let signed_in = Memo::new(move |_| session.me().is_some());
+    let admin = Memo::new(move |_| session.is_admin());
     let theme = RwSignal::new(stored_theme());
     Effect::new(move |_| apply_theme(&theme.get()));
     let toggle_theme = move |_| {
@@ -35,12 +44,17 @@ pub fn Shell(children: ChildrenFn) -> impl IntoView {
         <header class="top">
             <a class="brand" href="/tenants">"Petrel"</a>
             <nav aria-label="Main">
-                <A href="/tenants">"Tenants"</A>
-                <A href="/tokens">"API tokens"</A>
-                <Show when=move || session.is_admin()>
+                <A href="/jobs">"Jobs"</A>
+                <A href="/fleet">"Fleet search"</A>
+                {move || signed_in.get().then(|| view! {
+                    <A href="/tenants">"Tenants"</A>
+                    <A href="/tokens">"API tokens"</A>
+                })}
+                {move || admin.get().then(|| view! {
+                    <A href="/workers">"Workers"</A>
                     <A href="/users">"Users"</A>
                     <A href="/audit">"Audit log"</A>
-                </Show>
+                })}
                 <a href="/api/v1/docs/">"API docs"</a>
             </nav>
             <span class="muted" data-testid="whoami">
@@ -49,12 +63,17 @@ pub fn Shell(children: ChildrenFn) -> impl IntoView {
             <button class="secondary" on:click=toggle_theme aria-label="Switch between light and dark theme">
                 {move || if theme.get() == "dark" { "Light theme" } else { "Dark theme" }}
             </button>
-            <button class="secondary" on:click=sign_out>"Sign out"</button>
+            {move || if signed_in.get() {
+                view! { <button class="secondary" on:click=sign_out>"Sign out"</button> }.into_any()
+            } else {
+                view! { <a href="/login">"Sign in"</a> }.into_any()
+            }}
         </header>
         <main>
             {move || match session.0.get() {
                 Session::SignedIn(_) => children().into_any(),
-                _ => view! { <p class="muted" role="status">"Loading…"</p> }.into_any(),
+                Session::SignedOut if public => children().into_any(),
+                _ => loading(),
             }}
         </main>
     }
@@ -150,18 +169,18 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Paged<T> {
         let this = *self;
         this.loading.set(true);
         let generation = this.generation.get_value();
-        leptos::task::spawn_local(async move {
-            let base = this.path.get_value();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = match cursor {
-                Some(c) => format!("{base}{sep}limit=50&cursor={c}"),
-                None => format!("{base}{sep}limit=50"),
-            };
-            let answer = api::get::<Page<T>>(&url).await;
-            if this.generation.get_value() != generation {
+        let base = this.path.get_value();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = match cursor {
+            Some(c) => format!("{base}{sep}limit=50&cursor={c}"),
+            None => format!("{base}{sep}limit=50"),
+        };
+        // The request is not generic (see `fetch_then`); only the parsing is per item type.
+        fetch_then(url, move |answer| {
+            if this.generation.try_get_value() != Some(generation) {
                 return;
             }
-            match answer {
+            match answer.and_then(|text| api::parse::<Page<T>>(&text)) {
                 Ok(page) => {
                     this.items.update(|items| items.extend(page.items));
                     this.next.set(page.next_cursor);
@@ -179,20 +198,206 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Paged<T> {
 /// The "Load more" button and loading/error states of a paged list.
 #[component]
 pub fn PagedFooter<T: DeserializeOwned + Clone + Send + Sync + 'static>(paged: Paged<T>) -> impl IntoView {
+    // The view itself is not generic, so it is compiled once for every kind of list.
+    paged_footer(
+        paged.loading,
+        paged.error,
+        Signal::derive(move || paged.next.with(Option::is_some)),
+        Signal::derive(move || paged.items.with(Vec::is_empty)),
+        Callback::new(move |()| paged.load_more()),
+    )
+}
+
+fn paged_footer(
+    busy: RwSignal<bool>,
+    error: RwSignal<Option<ApiError>>,
+    has_next: Signal<bool>,
+    empty: Signal<bool>,
+    more: Callback<()>,
+) -> AnyView {
     view! {
-        <ErrorText error=paged.error/>
-        <Show when=move || paged.loading.get()>
-            <p class="muted" role="status">"Loading…"</p>
-        </Show>
-        <Show when=move || paged.next.get().is_some() && !paged.loading.get()>
-            <button class="secondary" on:click=move |_| paged.load_more()>"Load more"</button>
-        </Show>
-        <Show when=move || !paged.loading.get() && paged.error.get().is_none() && paged.items.with(Vec::is_empty)>
-            <p class="muted">"Nothing here yet."</p>
-        </Show>
+        <ErrorText error=error/>
+        {move || busy.get().then(loading)}
+        {move || (has_next.get() && !busy.get()).then(|| view! {
+            <button class="secondary" on:click=move |_| more.run(())>"Load more"</button>
+        })}
+        {move || (!busy.get() && error.with(Option::is_none) && empty.get())
+            .then(|| raw(html::text("p", "muted", "Nothing here yet.")))}
     }
+    .into_any()
 }
 
 pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
+    use chrono::{Datelike, Timelike};
+    // By hand rather than with `format`: chrono's formatting machinery is large in wasm.
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), t.month(), t.day(), t.hour(), t.minute())
+}
+
+/// The element of an event (or its nearest ancestor) that has attribute `attr`: how one listener
+/// serves every button of a table drawn as markup.
+pub fn target_with(ev: &web_sys::Event, attr: &str) -> Option<web_sys::Element> {
+    use leptos::wasm_bindgen::JsCast;
+    ev.target()?.dyn_into::<web_sys::Element>().ok()?.closest(&format!("[{attr}]")).ok().flatten()
+}
+
+/// "Loading…", announced to screen readers.
+pub fn loading() -> AnyView {
+    raw(html::el("p", &[("class", "muted"), ("role", "status")], "Loading…"))
+}
+
+/// An error message for one section of a page.
+pub fn error_view(e: ApiError) -> AnyView {
+    view! { <p class="error" role="alert">{e.message}</p> }.into_any()
+}
+
+/// A build status as the API spells it (`timed_out`).
+pub fn status_name(status: BuildStatus) -> &'static str {
+    match status {
+        BuildStatus::Queued => "queued",
+        BuildStatus::Running => "running",
+        BuildStatus::Succeeded => "succeeded",
+        BuildStatus::Failed => "failed",
+        BuildStatus::Cancelled => "cancelled",
+        BuildStatus::TimedOut => "timed_out",
+    }
+}
+
+/// Whether the build may still change (and so can be cancelled).
+pub fn is_active(status: BuildStatus) -> bool {
+    matches!(status, BuildStatus::Queued | BuildStatus::Running)
+}
+
+/// A coloured badge with the status' name, as markup (see `html`).
+pub fn status_html(status: BuildStatus) -> String {
+    let name = status_name(status);
+    html::el("span", &[("class", &format!("badge status status-{name}")), ("data-status", name)], name)
+}
+
+/// Read-only markup made by `html` (escaped there), in a wrapper that takes no room of its own.
+pub fn raw(markup: String) -> AnyView {
+    view! { <div class="raw" inner_html=markup></div> }.into_any()
+}
+
+/// The first characters of a hex hash, for tables (the whole hash goes in a tooltip).
+pub fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+/// The first block of a UUID, for tables and headings (the whole id is in the link).
+pub fn short_id(id: &uuid::Uuid) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+/// A fetch that may answer 409 `not-ready` while the server computes the answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ready<T> {
+    Loading,
+    /// Being computed; the number of tries so far.
+    Computing(u32),
+    Done(T),
+    Failed(ApiError),
+}
+
+/// Fetches `url` and hands its body (or the error) to `done`. Not generic (the closure is
+/// boxed), so each type fetched adds only its parsing to the wasm.
+pub fn fetch_then(url: String, done: impl FnOnce(Result<String, ApiError>) + 'static) {
+    fetch_boxed(url, Box::new(done));
+}
+
+fn fetch_boxed(url: String, done: Box<dyn FnOnce(Result<String, ApiError>)>) {
+    leptos::task::spawn_local(async move { done(api::get_text(&url).await) });
+}
+
+/// Parses an answer and draws it as markup (see `html`).
+pub type Draw = Rc<dyn Fn(&str) -> Result<String, ApiError>>;
+
+/// `draw` for answers of type `T`: parse, then draw.
+pub fn draw_as<T: DeserializeOwned + 'static>(draw: impl Fn(&T) -> String + 'static) -> Draw {
+    Rc::new(move |text| api::parse::<T>(text).map(|value| draw(&value)))
+}
+
+/// Markup drawn from what `url` answers (fetched again whenever `version` changes, when given);
+/// `None` until the first answer. A refetch keeps the old markup until the new one arrives.
+/// Nothing here is generic: a section costs the wasm only its parsing and drawing.
+pub fn fetched_markup(
+    url: String,
+    version: Option<RwSignal<u32>>,
+    draw: Draw,
+) -> RwSignal<Option<Result<String, ApiError>>> {
+    let state = RwSignal::new(None);
+    Effect::new(move |_| {
+        if let Some(v) = version {
+            v.track();
+        }
+        let draw = draw.clone();
+        fetch_then(url.clone(), move |answer| {
+            let _ = state.try_set(Some(answer.and_then(|text| draw(&text))));
+        });
+    });
+    state
+}
+
+/// Fetched markup with loading and error states.
+pub fn show_markup(state: RwSignal<Option<Result<String, ApiError>>>) -> AnyView {
+    (move || {
+        state.with(|s| match s {
+            None => loading(),
+            Some(Err(e)) => error_view(e.clone()),
+            Some(Ok(markup)) => raw(markup.clone()),
+        })
+    })
+    .into_any()
+}
+
+/// A read-only section: `url`'s answer drawn by `draw`, with loading and error states.
+pub fn section(url: String, version: Option<RwSignal<u32>>, draw: Draw) -> AnyView {
+    show_markup(fetched_markup(url, version, draw))
+}
+
+/// Fetches `url` into `state`, trying again each second while the API answers 409 (at most
+/// `max_tries` times). Stops when `state` is disposed (the reader left the page).
+pub fn fetch_when_ready<T>(url: String, state: RwSignal<Ready<T>>, max_tries: u32)
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    let report: Rc<dyn Fn(Ready<String>)> = Rc::new(move |answer| {
+        let next = match answer {
+            Ready::Done(text) => match api::parse::<T>(&text) {
+                Ok(value) => Ready::Done(value),
+                Err(e) => Ready::Failed(e),
+            },
+            Ready::Loading => Ready::Loading,
+            Ready::Computing(n) => Ready::Computing(n),
+            Ready::Failed(e) => Ready::Failed(e),
+        };
+        let _ = state.try_set(next);
+    });
+    let alive: Rc<dyn Fn() -> bool> = Rc::new(move || state.try_with_untracked(|_| ()).is_some());
+    poll_until_ready(url, 0, max_tries, report, alive);
+}
+
+fn poll_until_ready(
+    url: String,
+    tries: u32,
+    max_tries: u32,
+    report: Rc<dyn Fn(Ready<String>)>,
+    alive: Rc<dyn Fn() -> bool>,
+) {
+    leptos::task::spawn_local(async move {
+        match api::get_text(&url).await {
+            Ok(text) => report(Ready::Done(text)),
+            Err(e) if e.status == 409 && tries + 1 < max_tries => {
+                report(Ready::Computing(tries + 1));
+                set_timeout(
+                    move || {
+                        if alive() {
+                            poll_until_ready(url, tries + 1, max_tries, report, alive);
+                        }
+                    },
+                    std::time::Duration::from_secs(1),
+                );
+            }
+            Err(e) => report(Ready::Failed(e)),
+        }
+    });
 }

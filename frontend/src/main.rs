@@ -4,15 +4,18 @@
 
 mod api;
 mod components;
+mod graph_layout;
+mod html;
 mod pages;
 mod session;
+mod treemap;
 
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::Shell;
-use crate::pages::{audit, login, tenants, tokens, users};
+use crate::pages::{audit, build, compare, fleet, jobs, login, tenants, tokens, users, workers};
 
 #[component]
 fn App() -> impl IntoView {
@@ -27,6 +30,12 @@ fn App() -> impl IntoView {
                 <Route path=path!("/tokens") view=tokens::Tokens/>
                 <Route path=path!("/users") view=users::Users/>
                 <Route path=path!("/audit") view=audit::Audit/>
+                <Route path=path!("/jobs") view=jobs::JobList/>
+                <Route path=path!("/jobs/:id") view=jobs::JobPage/>
+                <Route path=path!("/builds/:id") view=build::BuildPage/>
+                <Route path=path!("/builds/:a/compare/:b") view=compare::ComparePage/>
+                <Route path=path!("/fleet") view=fleet::Fleet/>
+                <Route path=path!("/workers") view=workers::Workers/>
             </Routes>
         </Router>
     }

@@ -193,6 +193,13 @@ impl Browser {
             .to_string()
     }
 
+    pub async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
+        self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None)
+            .await
+            .as_str()
+            .map(str::to_string)
+    }
+
     pub async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{}/clear", e.0), Some(json!({}))).await;

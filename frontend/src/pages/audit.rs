@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 use petrel_wire::audit::AuditEvent;
 
-use crate::components::{Paged, PagedFooter, Shell, when};
+use crate::components::{Paged, PagedFooter, Shell, raw, when};
+use crate::html;
 
 #[component]
 pub fn Audit() -> impl IntoView {
@@ -19,22 +20,29 @@ pub fn Audit() -> impl IntoView {
 pub fn AuditTable(path: String) -> impl IntoView {
     let events = Paged::<AuditEvent>::new(path);
     view! {
-        <div class="table-wrap">
-            <table>
-                <thead><tr><th scope="col">"When"</th><th scope="col">"Who"</th><th scope="col">"What"</th><th scope="col">"Target"</th><th scope="col">"From"</th></tr></thead>
-                <tbody>
-                    {move || events.items.get().into_iter().map(|e| view! {
-                        <tr data-testid="audit-row">
-                            <td>{when(&e.at)}</td>
-                            <td>{e.actor_username.unwrap_or_default()}{e.actor_token_id.map(|_| " (token)")}</td>
-                            <td><code>{e.action}</code></td>
-                            <td class="mono">{e.target.unwrap_or_default()}</td>
-                            <td>{e.source_ip.unwrap_or_default()}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </div>
+        {move || events.items.with(|es| {
+            let rows: Vec<String> = es
+                .iter()
+                .map(|e| {
+                    let who = format!(
+                        "{}{}",
+                        e.actor_username.as_deref().unwrap_or_default(),
+                        if e.actor_token_id.is_some() { " (token)" } else { "" }
+                    );
+                    html::row(
+                        "audit-row",
+                        &[
+                            html::esc(&when(&e.at)),
+                            html::esc(&who),
+                            html::text("code", "", &e.action),
+                            html::text("span", "mono", e.target.as_deref().unwrap_or_default()),
+                            html::esc(e.source_ip.as_deref().unwrap_or_default()),
+                        ],
+                    )
+                })
+                .collect();
+            raw(html::table("", &["When", "Who", "What", "Target", "From"], &rows))
+        })}
         <PagedFooter paged=events/>
     }
 }

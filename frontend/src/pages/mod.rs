@@ -1,7 +1,13 @@
 //! One module per screen.
 
 pub mod audit;
+pub mod build;
+pub mod build_viz;
+pub mod compare;
+pub mod fleet;
+pub mod jobs;
 pub mod login;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod workers;

@@ -7,7 +7,10 @@ use petrel_wire::identity::{AddMember, ApiToken, CreateTenant, Membership, Role,
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, when};
+use crate::components::{
+    ErrorText, FieldMessage, Paged, PagedFooter, Shell, fetch_then, raw, target_with, when,
+};
+use crate::html;
 use crate::pages::audit::AuditTable;
 use crate::session::use_session;
 
@@ -42,54 +45,34 @@ fn TenantListBody() -> impl IntoView {
             }
         });
     };
-    let can_create =
-        move || session.is_admin() || tenants.items.with(|ts| ts.iter().any(|t| t.my_role == Role::Owner));
+    let can_create = Memo::new(move |_| {
+        session.is_admin() || tenants.items.with(|ts| ts.iter().any(|t| t.my_role == Role::Owner))
+    });
     view! {
         <h1>"Tenants"</h1>
-        <div class="table-wrap">
-            <table>
-                <thead><tr><th scope="col">"Name"</th><th scope="col">"Parent"</th><th scope="col">"Your role"</th><th scope="col">"Created"</th></tr></thead>
-                <tbody>
-                    {move || {
-                        let all = tenants.items.get();
-                        all.iter().map(|t| {
-                            let parent_name = t.parent_id.and_then(|p| all.iter().find(|x| x.id == p)).map(|p| p.name.clone())
-                                .or_else(|| t.parent_id.map(|_| "(not visible)".to_string())).unwrap_or_default();
-                            view! {
-                                <tr data-testid="tenant-row">
-                                    <td><a href=format!("/tenants/{}", t.id)>{t.name.clone()}</a></td>
-                                    <td>{parent_name}</td>
-                                    <td><span class="badge">{t.my_role.as_str()}</span></td>
-                                    <td>{when(&t.created_at)}</td>
-                                </tr>
-                            }
-                        }).collect_view()
-                    }}
-                </tbody>
-            </table>
-        </div>
+        {move || tenants.items.with(|all| raw(tenant_table(all)))}
         <PagedFooter paged=tenants/>
-        <Show when=can_create>
+        {move || can_create.get().then(|| view! {
             <form class="card inline" on:submit=create aria-label="Create a tenant">
                 <label>"Name"
-                    <input name="tenant-name" required pattern="[a-z0-9][a-z0-9-]*" maxlength="63"
+                    <input name="tenant-name" required pattern="[a-z0-9][a-z0-9\\-]*" maxlength="63"
                         prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/>
                     <FieldMessage error=error field="name"/>
                 </label>
                 <label>"Inside"
-                    <select name="parent" on:change=move |ev| parent.set(event_target_value(&ev))>
-                        <Show when=move || session.is_admin()>
-                            <option value="">"(top level)"</option>
-                        </Show>
-                        {move || tenants.items.get().into_iter().filter(|t| t.my_role == Role::Owner).map(|t| {
-                            view! { <option value=t.id.to_string()>{t.name}</option> }
-                        }).collect_view()}
+                    <select name="parent" on:change=move |ev| parent.set(event_target_value(&ev))
+                        inner_html=move || tenants.items.with(|ts| {
+                            let ids: Vec<String> = ts.iter().map(|t| t.id.to_string()).collect();
+                            let top = session.is_admin().then_some(("", "(top level)", false));
+                            let owned = ts.iter().zip(&ids).filter(|(t, _)| t.my_role == Role::Owner);
+                            html::options(top.into_iter().chain(owned.map(|(t, id)| (id.as_str(), t.name.as_str(), false))))
+                        })>
                     </select>
                 </label>
                 <button type="submit">"Create tenant"</button>
                 <ErrorText error=error/>
             </form>
-        </Show>
+        })}
     }
 }
 
@@ -106,10 +89,19 @@ pub fn TenantPage() -> impl IntoView {
 fn TenantPageBody() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<Uuid>().ok());
-    let tenant = LocalResource::new(move || async move {
+    // A plain signal rather than a resource: the async-resource machinery is large in wasm.
+    let tenant = RwSignal::new(None::<Result<Tenant, ApiError>>);
+    Effect::new(move |_| {
+        tenant.set(None);
         match id() {
-            Some(id) => api::get::<Tenant>(&format!("/api/v1/tenants/{id}")).await,
-            None => Err(ApiError { status: 404, problem: None, message: "no such tenant".into() }),
+            Some(id) => fetch_then(format!("/api/v1/tenants/{id}"), move |answer| {
+                let _ = tenant.try_set(Some(answer.and_then(|text| api::parse::<Tenant>(&text))));
+            }),
+            None => tenant.set(Some(Err(ApiError {
+                status: 404,
+                problem: None,
+                message: "no such tenant".into(),
+            }))),
         }
     });
     view! {
@@ -143,24 +135,20 @@ fn SubTenants(parent: Uuid) -> impl IntoView {
     let all = Paged::<Tenant>::new("/api/v1/tenants".into());
     view! {
         <h2>"Sub-tenants"</h2>
-        <ul>
-            {move || {
-                let children: Vec<Tenant> = all.items.get().into_iter().filter(|t| t.parent_id == Some(parent)).collect();
-                if children.is_empty() {
-                    view! { <li class="muted">"None"</li> }.into_any()
-                } else {
-                    children.into_iter().map(|t| view! { <li><a href=format!("/tenants/{}", t.id)>{t.name}</a></li> }).collect_view().into_any()
-                }
-            }}
-        </ul>
+        {move || all.items.with(|ts| {
+            let items: String = ts
+                .iter()
+                .filter(|t| t.parent_id == Some(parent))
+                .map(|t| html::el("li", &[], &html::link(&format!("/tenants/{}", t.id), &t.name)))
+                .collect();
+            let items = if items.is_empty() { html::text("li", "muted", "None") } else { items };
+            raw(html::el("ul", &[], &items))
+        })}
     }
 }
 
-fn role_options(selected: Role) -> impl IntoView {
-    Role::ALL
-        .into_iter()
-        .map(move |r| view! { <option value=r.as_str() selected=r == selected>{r.as_str()}</option> })
-        .collect_view()
+fn role_options(selected: Role) -> String {
+    html::options(Role::ALL.into_iter().map(|r| (r.as_str(), r.as_str(), r == selected)))
 }
 
 #[component]
@@ -210,36 +198,26 @@ fn Members(tenant: Uuid, owner: bool) -> impl IntoView {
             members.reload();
         });
     };
+    let on_change = move |ev: leptos::ev::Event| {
+        let Some(select) = target_with(&ev, "data-member") else { return };
+        let user = select.get_attribute("data-member").and_then(|u| u.parse::<Uuid>().ok());
+        if let (Some(user), Some(role)) = (user, Role::parse(&event_target_value(&ev))) {
+            change(user, role);
+        }
+    };
+    let on_click = move |ev: leptos::ev::MouseEvent| {
+        if let Some(user) = target_with(&ev, "data-remove")
+            .and_then(|b| b.get_attribute("data-remove"))
+            .and_then(|u| u.parse::<Uuid>().ok())
+        {
+            remove(user);
+        }
+    };
     view! {
         <h2>"Members"</h2>
-        <div class="table-wrap">
-            <table>
-                <thead><tr><th scope="col">"User"</th><th scope="col">"Role"</th><th scope="col">"Since"</th>{owner.then(|| view! { <th scope="col"><span class="sr-only">"Actions"</span></th> })}</tr></thead>
-                <tbody>
-                    {move || members.items.get().into_iter().map(|m| {
-                        let user = m.user_id;
-                        view! {
-                            <tr data-testid="member-row">
-                                <td>{m.username.clone()}</td>
-                                <td>
-                                    {if owner {
-                                        view! {
-                                            <select aria-label=format!("Role of {}", m.username)
-                                                on:change=move |ev| if let Some(r) = Role::parse(&event_target_value(&ev)) { change(user, r) }>
-                                                {role_options(m.role)}
-                                            </select>
-                                        }.into_any()
-                                    } else {
-                                        view! { <span class="badge">{m.role.as_str()}</span> }.into_any()
-                                    }}
-                                </td>
-                                <td>{when(&m.created_at)}</td>
-                                {owner.then(|| view! { <td><button class="danger" on:click=move |_| remove(user)>"Remove"</button></td> })}
-                            </tr>
-                        }
-                    }).collect_view()}
-                </tbody>
-            </table>
+        // One listener each for the role selects and "Remove" buttons (they are markup, see `html`).
+        <div on:change=on_change on:click=on_click>
+            {move || members.items.with(|ms| raw(member_table(ms, owner)))}
         </div>
         <PagedFooter paged=members/>
         <ErrorText error=error/>
@@ -251,8 +229,8 @@ fn Members(tenant: Uuid, owner: bool) -> impl IntoView {
                     <FieldMessage error=error field="username"/>
                 </label>
                 <label>"Role"
-                    <select name="member-role" on:change=move |ev| if let Some(r) = Role::parse(&event_target_value(&ev)) { role.set(r) }>
-                        {role_options(Role::Viewer)}
+                    <select name="member-role" on:change=move |ev| if let Some(r) = Role::parse(&event_target_value(&ev)) { role.set(r) }
+                        inner_html=role_options(Role::Viewer)>
                     </select>
                 </label>
                 <button type="submit">"Add member"</button>
@@ -279,4 +257,70 @@ fn TenantTokens(tenant: Uuid) -> impl IntoView {
         <crate::pages::tokens::TokenTable tokens=tokens revoke=revoke/>
         <ErrorText error=error/>
     }
+}
+
+fn tenant_table(all: &[Tenant]) -> String {
+    let rows: Vec<String> = all
+        .iter()
+        .map(|t| {
+            let parent = match t.parent_id {
+                None => String::new(),
+                Some(p) => {
+                    all.iter().find(|x| x.id == p).map_or("(not visible)".to_string(), |p| p.name.clone())
+                }
+            };
+            html::row(
+                "tenant-row",
+                &[
+                    html::link(&format!("/tenants/{}", t.id), &t.name),
+                    html::esc(&parent),
+                    html::text("span", "badge", t.my_role.as_str()),
+                    html::esc(&when(&t.created_at)),
+                ],
+            )
+        })
+        .collect();
+    html::table("", &["Name", "Parent", "Your role", "Created"], &rows)
+}
+
+fn member_table(members: &[Membership], owner: bool) -> String {
+    let rows: Vec<String> = members
+        .iter()
+        .map(|m| {
+            let user = m.user_id.to_string();
+            let role = if owner {
+                let options: String = Role::ALL
+                    .into_iter()
+                    .map(|r| {
+                        let selected = if r == m.role { " selected" } else { "" };
+                        format!("<option value=\"{0}\"{selected}>{0}</option>", r.as_str())
+                    })
+                    .collect();
+                html::el(
+                    "select",
+                    &[("aria-label", &format!("Role of {}", m.username)), ("data-member", &user)],
+                    &options,
+                )
+            } else {
+                html::text("span", "badge", m.role.as_str())
+            };
+            let mut cells = vec![html::esc(&m.username), role, html::esc(&when(&m.created_at))];
+            if owner {
+                cells.push(html::el(
+                    "button",
+                    &[
+                        ("type", "button"),
+                        ("class", "danger"),
+                        ("data-remove", &user),
+                        ("aria-label", &format!("Remove {}", m.username)),
+                    ],
+                    "Remove",
+                ));
+            }
+            html::row("member-row", &cells)
+        })
+        .collect();
+    let headers: &[&str] =
+        if owner { &["User", "Role", "Since", "Actions"] } else { &["User", "Role", "Since"] };
+    html::table("", headers, &rows)
 }

@@ -5,7 +5,8 @@ use petrel_wire::identity::{ApiToken, CreateToken, CreatedToken, Role, Tenant};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, when};
+use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, raw, target_with, when};
+use crate::html;
 
 #[component]
 pub fn Tokens() -> impl IntoView {
@@ -78,14 +79,17 @@ fn TokensBody() -> impl IntoView {
                 <FieldMessage error=error field="name"/>
             </label>
             <label>"Tenant"
-                <select name="token-tenant" on:change=move |ev| tenant.set(event_target_value(&ev))>
-                    {move || tenants.items.get().into_iter().map(|t| view! { <option value=t.id.to_string()>{t.name}</option> }).collect_view()}
+                <select name="token-tenant" on:change=move |ev| tenant.set(event_target_value(&ev))
+                    inner_html=move || tenants.items.with(|ts| {
+                        let ids: Vec<String> = ts.iter().map(|t| t.id.to_string()).collect();
+                        html::options(ts.iter().zip(&ids).map(|(t, id)| (id.as_str(), t.name.as_str(), false)))
+                    })>
                 </select>
                 <FieldMessage error=error field="tenant_id"/>
             </label>
             <label>"Role"
-                <select name="token-role" on:change=move |ev| if let Some(r) = Role::parse(&event_target_value(&ev)) { role.set(r) }>
-                    {Role::ALL.into_iter().map(|r| view! { <option value=r.as_str()>{r.as_str()}</option> }).collect_view()}
+                <select name="token-role" on:change=move |ev| if let Some(r) = Role::parse(&event_target_value(&ev)) { role.set(r) }
+                    inner_html=html::options(Role::ALL.into_iter().map(|r| (r.as_str(), r.as_str(), false)))>
                 </select>
             </label>
             <label>"Expires in (days)"
@@ -105,36 +109,55 @@ pub fn TokenTable(
     tokens: Paged<ApiToken>,
     revoke: impl Fn(Uuid) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
+    // One listener for every "Revoke" button (they are markup, see `html`).
+    let on_click = move |ev: leptos::ev::MouseEvent| {
+        if let Some(id) = target_with(&ev, "data-revoke")
+            .and_then(|b| b.get_attribute("data-revoke"))
+            .and_then(|id| id.parse::<Uuid>().ok())
+        {
+            revoke(id);
+        }
+    };
     view! {
-        <div class="table-wrap">
-            <table>
-                <thead><tr><th scope="col">"Name"</th><th scope="col">"Role"</th><th scope="col">"Created"</th><th scope="col">"Expires"</th><th scope="col">"Last used"</th><th scope="col">"State"</th></tr></thead>
-                <tbody>
-                    {move || tokens.items.get().into_iter().map(|t| {
-                        let id = t.id;
-                        let revoked = t.revoked_at.is_some();
-                        let expired = t.expires_at < chrono::Utc::now();
-                        view! {
-                            <tr data-testid="token-row">
-                                <td>{t.name.clone()}</td>
-                                <td>{if t.admin { "admin".to_string() } else { t.role.map(|r| r.as_str().to_string()).unwrap_or_default() }}</td>
-                                <td>{when(&t.created_at)}</td>
-                                <td>{when(&t.expires_at)}</td>
-                                <td>{t.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into())}</td>
-                                <td>{if revoked {
-                                        view! { <span class="muted">"revoked"</span> }.into_any()
-                                    } else if expired {
-                                        view! { <span class="muted">"expired"</span> }.into_any()
-                                    } else {
-                                        view! { <button class="danger" on:click=move |_| revoke(id)>"Revoke"</button> }.into_any()
-                                    }}
-                                </td>
-                            </tr>
-                        }
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </div>
+        <div on:click=on_click>{move || tokens.items.with(|ts| raw(token_table(ts)))}</div>
         <PagedFooter paged=tokens/>
     }
+}
+
+fn token_table(tokens: &[ApiToken]) -> String {
+    let now = chrono::Utc::now();
+    let rows: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            let role = if t.admin { "admin" } else { t.role.map(|r| r.as_str()).unwrap_or_default() };
+            let state = if t.revoked_at.is_some() {
+                html::text("span", "muted", "revoked")
+            } else if t.expires_at < now {
+                html::text("span", "muted", "expired")
+            } else {
+                html::el(
+                    "button",
+                    &[
+                        ("type", "button"),
+                        ("class", "danger"),
+                        ("data-revoke", &t.id.to_string()),
+                        ("aria-label", &format!("Revoke {}", t.name)),
+                    ],
+                    "Revoke",
+                )
+            };
+            html::row(
+                "token-row",
+                &[
+                    html::esc(&t.name),
+                    html::esc(role),
+                    html::esc(&when(&t.created_at)),
+                    html::esc(&when(&t.expires_at)),
+                    html::esc(&t.last_used_at.as_ref().map(when).unwrap_or_else(|| "never".into())),
+                    state,
+                ],
+            )
+        })
+        .collect();
+    html::table("", &["Name", "Role", "Created", "Expires", "Last used", "State"], &rows)
 }

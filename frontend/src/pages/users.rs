@@ -4,7 +4,8 @@ use leptos::prelude::*;
 use petrel_wire::identity::{CreateUser, User};
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, when};
+use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, raw, when};
+use crate::html;
 
 #[component]
 pub fn Users() -> impl IntoView {
@@ -43,16 +44,18 @@ fn UsersBody() -> impl IntoView {
     };
     view! {
         <h1>"Users"</h1>
-        <div class="table-wrap">
-            <table>
-                <thead><tr><th scope="col">"Username"</th><th scope="col">"Administrator"</th><th scope="col">"Created"</th></tr></thead>
-                <tbody>
-                    {move || users.items.get().into_iter().map(|u| view! {
-                        <tr data-testid="user-row"><td>{u.username}</td><td>{if u.is_admin { "yes" } else { "" }}</td><td>{when(&u.created_at)}</td></tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
-        </div>
+        {move || users.items.with(|us| {
+            let rows: Vec<String> = us
+                .iter()
+                .map(|u| {
+                    html::row(
+                        "user-row",
+                        &[html::esc(&u.username), html::esc(if u.is_admin { "yes" } else { "" }), html::esc(&when(&u.created_at))],
+                    )
+                })
+                .collect();
+            raw(html::table("", &["Username", "Administrator", "Created"], &rows))
+        })}
         <PagedFooter paged=users/>
         <form class="card inline" on:submit=create aria-label="Create a user">
             <label>"Username"

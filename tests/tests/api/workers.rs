@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// A `petrel-worker run` child process, killed when dropped.
-struct WorkerProcess {
+pub(crate) struct WorkerProcess {
     child: Child,
     dir: tempfile::TempDir,
 }
 
 impl WorkerProcess {
-    fn start(s: &TestServer, credential: &str, extra: &[&str]) -> WorkerProcess {
+    pub(crate) fn start(s: &TestServer, credential: &str, extra: &[&str]) -> WorkerProcess {
         let dir = tempfile::Builder::new().prefix("petrel-worker-").tempdir().unwrap();
         std::fs::write(dir.path().join("credential"), credential).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &s.ca_pem).unwrap();
