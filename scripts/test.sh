@@ -28,7 +28,7 @@ log "building"
 "$PETREL_ROOT/scripts/build-frontend.sh"
 cargo build --bins
 log "running the tests"
-cargo nextest run --profile ci "$@"
+cargo nextest run --profile ci --workspace "$@"
 
 if [ -x "$PETREL_ROOT/scripts/fuzz-smoke.sh" ]; then
     log "fuzzing briefly"
