@@ -11,6 +11,7 @@ pub mod elf;
 pub mod hypercall;
 pub mod manifest;
 pub mod memory;
+mod netif;
 pub mod sandbox;
 pub mod signals;
 pub mod tender;

@@ -9,6 +9,8 @@ pub mod builds;
 pub mod compare;
 pub mod deployments;
 pub mod graph;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod identity;
 pub mod page;
 pub mod problem;

@@ -4,44 +4,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use petrel_wire::Problem;
 use petrel_wire::builds::{Artifact, Build, ConsoleChunk, NewConsoleLine, OpenUpload, Upload};
+use petrel_wire::http::ApiHttp;
 use petrel_wire::workers::{Claim, ClaimRequest, Lease, RebuildRequest, RebuildVerdict, Worker, WorkerHello};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The API could not be reached or answered 5xx/429: worth retrying.
-    #[error("the API is unavailable: {0}")]
-    Unavailable(String),
-    /// The API refused the request for good.
-    #[error("the API answered {status}: {detail}")]
-    Refused { status: u16, code: String, detail: String },
-    #[error("{0}")]
-    Local(String),
-}
-
-impl ClientError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ClientError::Unavailable(_))
-    }
-
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ClientError::Refused { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-}
+pub use petrel_wire::http::ClientError;
 
 #[derive(Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
-    base: String,
-    credential: String,
+    http: ApiHttp,
 }
 
 /// Long-polls wait this long at most; the request timeout must outlast them.
@@ -50,42 +25,8 @@ const CLAIM_WAIT_SECS: i32 = 30;
 impl ApiClient {
     /// A client that trusts only `ca_pem` (the API's CA) when given, else the system roots.
     pub fn new(base: &str, ca_pem: Option<&[u8]>, credential: String) -> Result<ApiClient, ClientError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(concat!("petrel-worker/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = ca_pem {
-            let ca = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| ClientError::Local(format!("the CA: {e}")))?;
-            builder = builder.tls_built_in_root_certs(false).add_root_certificate(ca);
-        }
-        let http = builder.build().map_err(|e| ClientError::Local(e.to_string()))?;
-        Ok(ApiClient { http, base: base.trim_end_matches('/').to_string(), credential })
-    }
-
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}/api/v1{path}", self.base)).bearer_auth(&self.credential)
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let response = request.send().await.map_err(|e| ClientError::Unavailable(error_chain(&e)))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(ClientError::Unavailable(format!("HTTP {status}")));
-        }
-        let problem: Option<Problem> = response.json().await.ok();
-        Err(match problem {
-            Some(p) => ClientError::Refused { status: status.as_u16(), code: p.code, detail: p.detail },
-            None => ClientError::Refused {
-                status: status.as_u16(),
-                code: "unknown".into(),
-                detail: status.to_string(),
-            },
-        })
+        let agent = concat!("petrel-worker/", env!("CARGO_PKG_VERSION"));
+        Ok(ApiClient { http: ApiHttp::new(base, ca_pem, Some(credential), agent)? })
     }
 
     async fn json<T: DeserializeOwned>(
@@ -95,8 +36,7 @@ impl ApiClient {
         body: &impl Serialize,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        let response = self.send(self.request(method, path).json(body).timeout(timeout)).await?;
-        response.json().await.map_err(|e| ClientError::Unavailable(format!("an unreadable answer: {e}")))
+        self.http.json(method, path, body, timeout).await
     }
 
     pub async fn hello(&self, hello: &WorkerHello) -> Result<Worker, ClientError> {
@@ -106,11 +46,9 @@ impl ApiClient {
     /// Waits up to the long-poll's time for a build of `platform`.
     pub async fn claim(&self, platform: &str) -> Result<Option<Claim>, ClientError> {
         let body = ClaimRequest { platform: platform.to_string(), wait_secs: Some(CLAIM_WAIT_SECS) };
-        let request = self
-            .request(Method::POST, "/worker/claim")
-            .json(&body)
-            .timeout(Duration::from_secs(CLAIM_WAIT_SECS as u64 + 30));
-        let response = self.send(request).await?;
+        let timeout = Duration::from_secs(CLAIM_WAIT_SECS as u64 + 30);
+        let response =
+            self.http.send(self.http.request(Method::POST, "/worker/claim", timeout).json(&body)).await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -127,11 +65,8 @@ impl ApiClient {
     }
 
     pub async fn console(&self, build_id: Uuid, lines: Vec<NewConsoleLine>) -> Result<(), ClientError> {
-        let request = self
-            .request(Method::POST, &format!("/worker/builds/{build_id}/console"))
-            .json(&ConsoleChunk { lines })
-            .timeout(Duration::from_secs(30));
-        self.send(request).await.map(drop)
+        let body = ConsoleChunk { lines };
+        self.http.post(&format!("/worker/builds/{build_id}/console"), &body, Duration::from_secs(30)).await
     }
 
     pub async fn claim_rebuild(&self, build_id: Uuid) -> Result<Claim, ClientError> {
@@ -140,10 +75,12 @@ impl ApiClient {
     }
 
     pub async fn verdict(&self, rebuild_id: Uuid) -> Result<RebuildVerdict, ClientError> {
-        let request = self
-            .request(Method::GET, &format!("/worker/verdicts/{rebuild_id}"))
-            .timeout(Duration::from_secs(30));
-        let response = self.send(request).await?;
+        let request = self.http.request(
+            Method::GET,
+            &format!("/worker/verdicts/{rebuild_id}"),
+            Duration::from_secs(30),
+        );
+        let response = self.http.send(request).await?;
         response.json().await.map_err(|e| ClientError::Unavailable(format!("an unreadable verdict: {e}")))
     }
 
@@ -168,12 +105,17 @@ impl ApiClient {
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(opened, 256 * 1024));
         let encoded: String = path.split('/').map(encode_segment).collect::<Vec<_>>().join("/");
         let request = self
-            .request(Method::PUT, &format!("/uploads/{upload_id}/artifacts/{encoded}"))
+            .http
+            .request(
+                Method::PUT,
+                &format!("/uploads/{upload_id}/artifacts/{encoded}"),
+                Duration::from_secs(3600),
+            )
             .header("x-petrel-sha256", sha256)
             .header(reqwest::header::CONTENT_LENGTH, size)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body);
-        let response = self.send(request).await?;
+        let response = self.http.send(request).await?;
         response.json().await.map_err(|e| ClientError::Unavailable(format!("an unreadable answer: {e}")))
     }
 
@@ -194,18 +136,6 @@ fn encode_segment(segment: &str) -> String {
         }
     }
     out
-}
-
-/// reqwest's errors hide their cause (a refused connection, a certificate) in the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

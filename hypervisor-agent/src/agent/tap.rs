@@ -7,6 +7,7 @@
 //! behind (its tenders die with it, PR_SET_PDEATHSIG). Everything is done with ioctls on the
 //! network namespace of the calling thread; no `ip` command is needed.
 
+use crate::netif::{control_socket, if_ioctl, ifreq_for};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -40,36 +41,6 @@ pub struct Tap {
     fd: OwnedFd,
     name: String,
     bridge: String,
-}
-
-fn ifreq_for(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    // Callers pass names shorter than IFNAMSIZ, so the NUL terminator stays.
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1)) {
-        *dst = src as libc::c_char;
-    }
-    req
-}
-
-/// A socket for interface ioctls, in the calling thread's network namespace.
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn if_ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: `req` is a valid ifreq; these SIOC* requests read and write only it (and, for
-    // SIOCETHTOOL, the buffer its data pointer names, which the caller keeps alive).
-    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The interface's driver name (ETHTOOL_GDRVINFO): "bridge" for a Linux bridge. Asked this

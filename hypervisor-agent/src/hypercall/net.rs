@@ -1,6 +1,7 @@
 //! Network devices: attaching a tap (by name or inherited descriptor), NET_WRITE / NET_READ
 //! (hypercalls 6 and 7) and the frame I/O shared with the ring thread.
 
+use crate::netif::{control_socket, if_ioctl, ifreq_for};
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -39,37 +40,6 @@ pub struct Tap {
 pub enum ReadResult {
     Frame(usize),
     Again,
-}
-
-fn ifreq_for(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    // Callers pass names shorter than IFNAMSIZ, so the NUL terminator stays.
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1)) {
-        *dst = src as libc::c_char;
-    }
-    req
-}
-
-/// A throwaway socket for interface ioctls.
-fn control_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Interface ioctl on `sock` by name.
-fn if_ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: `req` is a valid ifreq for these SIOC* requests, which read/write only it (and,
-    // for SIOCETHTOOL, the ethtool_value its data pointer names, kept alive by the caller).
-    if unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Requires the interface to be up and returns its MTU.
