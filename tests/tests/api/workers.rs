@@ -252,7 +252,8 @@ async fn a_worker_killed_mid_build_leaves_no_phantom_and_the_build_runs_elsewher
     let tenant = api.tenant("t", None).await;
     let marker = format!("PHANTOM_MARKER={}", Uuid::new_v4());
     let (key, value) = marker.split_once('=').unwrap();
-    let recipe = json!({"script": "echo started\nsleep 4\nmkdir -p \"$PETREL_OUTPUT/bin\"\necho done > \"$PETREL_OUTPUT/bin/result\"",
+    // Long enough that only the kill, not the script's end, stops it within the deadline below.
+    let recipe = json!({"script": "echo started\nsleep 20\nmkdir -p \"$PETREL_OUTPUT/bin\"\necho done > \"$PETREL_OUTPUT/bin/result\"",
                         "env": {key: value}});
     let job = api.recipe_job(tenant, "slow", recipe, json!({})).await;
     let (_, _, doomed_credential) = api.worker("doomed", None).await;
@@ -369,9 +370,12 @@ async fn recipes_that_misbehave_fail_cleanly_and_the_worker_goes_on() {
         ("write-outside", "touch /etc/petrel-escaped".to_string()),
         ("memory", "python3 -c 'bytearray(1 << 30)'".to_string()),
         (
+            // The API listens on the host's loopback: reachable only without a network namespace.
             "network",
-            "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://1.1.1.1\", timeout=3)'"
-                .to_string(),
+            format!(
+                "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {}), 3)'",
+                s.server.addr.port()
+            ),
         ),
     ];
     for (name, script) in &cases {
