@@ -14,12 +14,7 @@ ensure_rust_target wasm32-unknown-unknown
 command -v npm >/dev/null || ensure_apt nodejs npm
 # Without --locked: the CLI's own lock file pins dependencies that no longer build on 1.95.
 ensure_cargo_tool wasm-bindgen-cli "$WASM_BINDGEN_VERSION" wasm-bindgen
-if [ ! -x "$PETREL_TOOLS/node_modules/.bin/wasm-opt" ] || [ ! -f "$PETREL_TOOLS/.binaryen-$BINARYEN_VERSION" ]; then
-    log "installing binaryen $BINARYEN_VERSION from npm (once per machine)"
-    mkdir -p "$PETREL_TOOLS"
-    npm install --silent --no-audit --no-fund --prefix "$PETREL_TOOLS" "binaryen@$BINARYEN_VERSION" >/dev/null
-    touch "$PETREL_TOOLS/.binaryen-$BINARYEN_VERSION"
-fi
+ensure_npm_tool binaryen "$BINARYEN_VERSION" wasm-opt
 
 log "building the SPA (wasm32, release)"
 cargo build --quiet -p petrel-frontend --profile wasm-release --target wasm32-unknown-unknown

@@ -46,6 +46,29 @@ ensure_cargo_tool() {
     touch "$PETREL_TOOLS/.$crate-$version"
 }
 
+# ensure_node MAJOR.MINOR: Node.js and npm, at least this version (for the npm tools below).
+ensure_node() {
+    local want=$1 have
+    command -v npm >/dev/null || ensure_apt nodejs npm
+    have=$(node --version | sed 's/^v//')
+    if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" != "$want" ]; then
+        echo "Node.js $have is too old: the npm tools need $want or newer (Debian 13's nodejs, or NodeSource's)" >&2
+        exit 1
+    fi
+}
+
+# ensure_npm_tool PACKAGE VERSION BINARY: a pinned npm package under $PETREL_TOOLS, its commands
+# in $PETREL_TOOLS/node_modules/.bin.
+ensure_npm_tool() {
+    local package=$1 version=$2 bin=$3 stamp
+    stamp="$PETREL_TOOLS/.${package//\//+}-$version"
+    if [ -x "$PETREL_TOOLS/node_modules/.bin/$bin" ] && [ -f "$stamp" ]; then return 0; fi
+    log "installing $package $version from npm (once per machine)"
+    mkdir -p "$PETREL_TOOLS"
+    npm install --silent --no-audit --no-fund --save-exact --prefix "$PETREL_TOOLS" "$package@$version" >/dev/null
+    touch "$stamp"
+}
+
 # ensure_rust_target TRIPLE
 ensure_rust_target() {
     rustup target list --installed 2>/dev/null | grep -qx "$1" || rustup target add "$1"

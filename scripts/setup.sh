@@ -24,4 +24,11 @@ ensure_python_tools() {
     done
     touch "$stamp"
 }
-ensure_python_tools "$PETREL_ROOT/scripts/deps/python.txt" moto_server
+ensure_python_tools "$PETREL_ROOT/scripts/deps/python.txt" moto_server openapi-python-client
+
+# The OpenAPI tools of tests/tests/api/clients.rs: the linter, and the TypeScript client's
+# generator and compiler (the Python client's generator is in scripts/deps/python.txt).
+ensure_node 20.19
+ensure_npm_tool @redocly/cli 2.77.0 redocly
+ensure_npm_tool @hey-api/openapi-ts 0.95.0 openapi-ts
+ensure_npm_tool typescript 5.9.3 tsc

@@ -4,6 +4,7 @@
 use actix_files::Files;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse, fn_service};
 use actix_web::{App, HttpRequest, HttpResponse, web};
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -117,8 +118,10 @@ where
         description = "Reproducible unikernel builds and their deployment to KVM hosts, for many tenants.\n\n\
             Errors are `application/problem+json` (RFC 9457) with a stable `code`. Lists are keyset-paginated \
             with `limit` and the opaque `cursor` from the previous page's `next_cursor`.",
-        license(name = "ISC")
+        license(name = "ISC", identifier = "ISC")
     ),
+    // Relative to this document: every Petrel serves its own API, wherever it is deployed.
+    servers((url = "/", description = "The server that serves this document")),
     components(schemas(petrel_wire::Problem, petrel_wire::FieldError)),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -146,6 +149,7 @@ pub fn openapi() -> OpenApiDoc {
     let (_, mut doc) = services(App::new().into_utoipa_app().openapi(ApiDoc::openapi())).split_for_parts();
     SecuritySchemes.modify(&mut doc);
     StandardErrors.modify(&mut doc);
+    GenericArgumentReferences.modify(&mut doc);
     doc
 }
 
@@ -317,6 +321,50 @@ impl Modify for StandardErrors {
                             .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Refers to a generic type's argument instead of repeating it: utoipa inlines `T` into each
+/// `Page_T` (juhaku/utoipa#1586), so clients would get one copy of every listed type per list, and
+/// types that only appear in lists would be unused components.
+struct GenericArgumentReferences;
+
+impl GenericArgumentReferences {
+    /// Replaces `schema`, or whatever inside its properties and array items, that equals
+    /// `argument` with a reference to it.
+    fn refer(schema: &mut RefOr<Schema>, name: &str, argument: &RefOr<Schema>) {
+        if schema == argument {
+            *schema = RefOr::Ref(Ref::from_schema_name(name));
+            return;
+        }
+        match schema {
+            RefOr::T(Schema::Object(object)) => {
+                for property in object.properties.values_mut() {
+                    Self::refer(property, name, argument);
+                }
+            }
+            RefOr::T(Schema::Array(array)) => {
+                if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                    Self::refer(items, name, argument);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Modify for GenericArgumentReferences {
+    fn modify(&self, doc: &mut OpenApiDoc) {
+        let Some(components) = doc.components.as_mut() else { return };
+        let names: Vec<String> = components.schemas.keys().cloned().collect();
+        for generic in &names {
+            // utoipa names `Page<Build>` `Page_Build`.
+            let Some((_, argument_name)) = generic.split_once('_') else { continue };
+            let Some(argument) = components.schemas.get(argument_name).cloned() else { continue };
+            if let Some(schema) = components.schemas.get_mut(generic) {
+                Self::refer(schema, argument_name, &argument);
             }
         }
     }

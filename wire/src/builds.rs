@@ -167,6 +167,7 @@ pub struct Build {
 #[serde(deny_unknown_fields)]
 pub struct BuildFilter {
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -327,6 +328,7 @@ pub struct FleetQuery {
     /// Only this version; all versions when absent.
     pub version: Option<String>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -185,7 +185,10 @@ pub struct ArtifactDiff {
     pub changed: Vec<ArtifactChange>,
 }
 
+/// An artifact as compared (named apart from `builds::Artifact` in the OpenAPI document: two
+/// schemas of one name would leave one of them described by the other).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ComparedArtifact)]
 pub struct Artifact {
     /// Path inside the build output, e.g. `bin/hello.hvt`.
     pub path: String,

@@ -95,7 +95,7 @@ pub async fn assignments(
 #[utoipa::path(
     tag = "agent protocol",
     params(("sha256" = String, Path, description = "Hex SHA-256 of the image")),
-    responses((status = 200, description = "The image", content_type = "application/octet-stream", body = Vec<u8>)),
+    responses((status = 200, description = "The image", content_type = "application/octet-stream", body = inline(super::Binary))),
     security(("agent" = []))
 )]
 #[get("/agent/images/{sha256}")]

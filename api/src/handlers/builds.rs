@@ -226,7 +226,7 @@ pub async fn list_artifacts(
     tag = "builds",
     params(("build_id" = Uuid, Path, description = "The build's id"), ("path" = String, Path, description = "The artifact's path in the build")),
     responses(
-        (status = 200, description = "The contents", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 200, description = "The contents", body = inline(super::Binary), content_type = "application/octet-stream"),
         (status = 304, description = "Not modified"),
         (status = 410, description = "The contents were deleted by retention", body = petrel_wire::Problem, content_type = "application/problem+json"),
     ),

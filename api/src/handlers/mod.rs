@@ -32,3 +32,10 @@ use crate::error::ApiError;
 pub(crate) fn db_role(s: &str) -> Result<Role, ApiError> {
     Role::parse(s).ok_or_else(|| ApiError::internal(format!("unknown role {s:?} in the database")))
 }
+
+// Raw bytes in a request or response body: `{"type": "string", "format": "binary"}`, which
+// generated clients turn into a byte stream (a `Vec<u8>` would be described as an array of
+// integers).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary, description = "Raw bytes")]
+pub struct Binary(#[allow(dead_code)] Vec<u8>);

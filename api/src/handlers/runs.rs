@@ -224,7 +224,7 @@ pub struct StreamQuery {
 pub(crate) fn resume_after(req: &actix_web::HttpRequest, after: Option<i64>) -> i64 {
     let last_event_id =
         req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
-    after.or(last_event_id).unwrap_or(0)
+    after.or(last_event_id).unwrap_or(-1)
 }
 
 /// Follow a build's console live, as server-sent events: `line` events (data: a ConsoleLine,

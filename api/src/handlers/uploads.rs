@@ -2,8 +2,6 @@
 //! verified against the declared SHA-256 and size), add console lines, then finalize in one
 //! transaction. Nothing is visible before finalize; retries of every step are harmless.
 
-use std::io::Write;
-
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, delete, get, post, put, web};
@@ -13,7 +11,6 @@ use futures_util::future::LocalBoxFuture;
 use petrel_wire::FieldError;
 use petrel_wire::builds::{Artifact, Build, BuildResult, ConsoleChunk, OpenUpload, Upload};
 use petrel_wire::identity::Role;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -26,6 +23,7 @@ use crate::auth::{Caller, TenantScope};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::server::AppState;
+use crate::store::Staging;
 use crate::validate;
 
 /// The header carrying an artifact's expected SHA-256 (hex).
@@ -272,7 +270,7 @@ impl Drop for StagedFile {
         ("path" = String, Path, description = "The artifact's path in the build, e.g. bin/hello.hvt"),
         ("x-petrel-sha256" = String, Header, description = "Hex SHA-256 of the body"),
     ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = inline(super::Binary), content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Stored", body = Artifact),
     ),
@@ -315,37 +313,26 @@ pub async fn put_artifact(
     }
 
     let staged = StagedFile(state.store.staging.join(format!("{upload_id}-{}.part", Uuid::new_v4())));
-    let mut out = std::fs::File::create(&staged.0).map_err(ApiError::internal)?;
-    let mut hasher = Sha256::new();
-    let mut written: u64 = 0;
+    let mut staging = Staging::create(&staged.0).map_err(ApiError::internal)?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| ApiError::BadRequest {
             code: "body-unreadable",
             detail: "the upload was interrupted".into(),
             errors: vec![],
         })?;
-        written += chunk.len() as u64;
-        if written > allowed {
+        if staging.bytes_so_far() + chunk.len() as u64 > allowed {
             return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
         }
-        hasher.update(&chunk);
-        // Blocking writes of at most one chunk: cheap next to the network, and simpler than a
-        // second task.
-        out.write_all(&chunk).map_err(ApiError::internal)?;
+        staging.push(chunk).await.map_err(ApiError::internal)?;
     }
-    // Flushing up to gigabytes must not stall the other connections of this worker thread.
-    tokio::task::spawn_blocking(move || out.sync_all())
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let (actual, written) = staging.finish().await.map_err(ApiError::internal)?;
     if declared_size.is_some_and(|n| n != written) {
         return Err(ApiError::field("content-length", "the body is shorter than declared"));
     }
-    let actual = hasher.finalize().to_vec();
-    if actual != expected {
+    if actual[..] != expected[..] {
         return Err(ApiError::field(
             SHA256_HEADER,
-            format!("does not match the body, whose SHA-256 is {}", hex::encode(&actual)),
+            format!("does not match the body, whose SHA-256 is {}", hex::encode(actual)),
         ));
     }
     crate::builds::store_blob(&state, &actual, written as i64, crate::builds::BlobSource::File(&staged.0))
@@ -356,7 +343,7 @@ pub async fn put_artifact(
     )
     .bind(upload_id)
     .bind(&file)
-    .bind(&actual)
+    .bind(&actual[..])
     .bind(written as i64)
     .execute(&state.db)
     .await?;

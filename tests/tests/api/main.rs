@@ -3,6 +3,8 @@
 mod auth;
 mod browser;
 mod builds;
+mod cli;
+mod clients;
 mod compat;
 mod deployments;
 mod https;

@@ -1,0 +1,399 @@
+//! The `petrel` CLI (built on the client generated from openapi.json) against a real server:
+//! login and its stored configuration, every resource's commands, `--json` shapes, and the
+//! documented exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use petrel_tests::{Api, TestServer, workspace_binary};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+struct Run {
+    /// The command line, for failure messages.
+    args: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "petrel {} failed: {}\n{}", self.args, self.stderr, self.stdout);
+        self
+    }
+
+    fn json(self) -> Value {
+        let text = self.ok().stdout;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    fn fails_with(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "petrel {}: expected exit {code}: {}\n{}",
+            self.args, self.stderr, self.stdout
+        );
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}: {}", self.stderr);
+        self
+    }
+}
+
+/// The CLI with `home` as its configuration directory and no `PETREL_*` from outside; `env`
+/// adds variables.
+async fn petrel(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = tokio::process::Command::new(workspace_binary("petrel"));
+    command.args(args).env("XDG_CONFIG_HOME", home).env_remove("PETREL_URL");
+    command.env_remove("PETREL_TOKEN").env_remove("PETREL_CA");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().await.expect("run petrel");
+    Run {
+        args: args.join(" "),
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ca_fingerprint(ca_pem: &[u8]) -> String {
+    let text = std::str::from_utf8(ca_pem).unwrap();
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// A server, a tenant, an operator token of it, and the environment for the CLI to use them.
+struct Setup {
+    server: TestServer,
+    tenant: Uuid,
+    token: String,
+    ca_file: tempfile::NamedTempFile,
+    home: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        let server = TestServer::start().await;
+        let admin = server.admin().await;
+        let api = Api { admin: &admin };
+        let tenant = api.tenant("acme", None).await;
+        // A user of this tenant only, so "the caller's tenant" is unambiguous.
+        let (_, olivia) = api.user("olivia").await;
+        api.member(tenant, "olivia", "operator").await;
+        let (_, token) = Api::token(&olivia, tenant, "operator").await;
+        let ca_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca_file.path(), &server.ca_pem).unwrap();
+        Setup { server, tenant, token, ca_file, home: tempfile::tempdir().unwrap() }
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_as(&self.token, args).await
+    }
+
+    async fn run_as(&self, token: &str, args: &[&str]) -> Run {
+        let ca = self.ca_file.path().display().to_string();
+        let env =
+            [("PETREL_URL", self.server.server.url.as_str()), ("PETREL_TOKEN", token), ("PETREL_CA", &ca)];
+        petrel(self.home.path(), &env, args).await
+    }
+}
+
+#[tokio::test]
+async fn login_pins_the_ca_by_fingerprint_and_stores_a_private_config() {
+    let setup = Setup::new().await;
+    let home = setup.home.path();
+    let url = setup.server.server.url.clone();
+    let fingerprint = ca_fingerprint(&setup.server.ca_pem);
+
+    // Before login nothing works, and says how to fix it.
+    petrel(home, &[], &["whoami"]).await.fails_with(5, "petrel login");
+
+    // A fingerprint that is not the server's CA: refused, nothing stored.
+    let wrong = "AB:".repeat(31) + "AB";
+    petrel(home, &[], &["login", "--url", &url, "--token", &setup.token, "--ca-fingerprint", &wrong])
+        .await
+        .fails_with(7, "fingerprint");
+    assert!(!home.join("petrel/config.json").exists());
+    // A bad token: refused by the API, nothing stored.
+    petrel(home, &[], &["login", "--url", &url, "--token", "petrel_wrong", "--ca-fingerprint", &fingerprint])
+        .await
+        .fails_with(5, "401");
+    assert!(!home.join("petrel/config.json").exists());
+
+    let out = petrel(
+        home,
+        &[],
+        &["login", "--url", &url, "--token", &setup.token, "--ca-fingerprint", &fingerprint],
+    )
+    .await
+    .ok();
+    assert!(out.stdout.contains("Signed in"), "{}", out.stdout);
+    let config = home.join("petrel/config.json");
+    assert_eq!(std::fs::metadata(&config).unwrap().permissions().mode() & 0o777, 0o600);
+    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(stored["url"], url.as_str());
+    assert!(stored["ca_pem"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+
+    // Later commands use the stored URL, token and CA.
+    let me = petrel(home, &[], &["whoami", "--json"]).await.json();
+    assert_eq!(me["auth"], "token");
+    assert_eq!(me["memberships"][0]["tenant_id"], setup.tenant.to_string());
+    let table = petrel(home, &[], &["whoami"]).await.ok().stdout;
+    assert!(table.contains("acme") && table.contains("operator"), "{table}");
+
+    petrel(home, &[], &["logout"]).await.ok();
+    assert!(!config.exists());
+    petrel(home, &[], &["whoami"]).await.fails_with(5, "not logged in");
+}
+
+#[tokio::test]
+async fn jobs_uploads_downloads_lookups_and_compare() {
+    let setup = Setup::new().await;
+    let tenant = setup.tenant.to_string();
+    let job = setup
+        .run(&["job", "create", "hello", "--tenant", &tenant, "--platform", "debian-12", "--json"])
+        .await
+        .json();
+    let job_id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["platforms"], json!(["debian-12"]));
+    let jobs = setup.run(&["job", "list", "--tenant", &tenant, "--json"]).await.json();
+    assert_eq!(jobs["items"][0]["id"], job_id.as_str());
+    let shown = setup.run(&["job", "show", &job_id]).await.ok().stdout;
+    assert!(shown.contains("acme:hello"), "{shown}");
+
+    // Upload two builds made elsewhere, each with a main binary and a console.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("hello.hvt");
+    let contents: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&binary, &contents).unwrap();
+    let sha = hex::encode(Sha256::digest(&contents));
+    let readme = dir.path().join("README");
+    std::fs::write(&readme, "first").unwrap();
+    let console = dir.path().join("console.txt");
+    std::fs::write(&console, "compiling\nlinking\n").unwrap();
+    let bin_spec = format!("{}=bin/hello.hvt", binary.display());
+    let readme_path = readme.display().to_string();
+    let console_path = console.display().to_string();
+    let args = [
+        "build",
+        "upload",
+        "--job",
+        &job_id,
+        "--platform",
+        "debian-12",
+        "--console",
+        &console_path,
+        &bin_spec,
+        &readme_path,
+        "--json",
+    ];
+    let first = setup.run(&args).await.json();
+    let first_id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(first["main_binary"]["sha256"], sha.as_str());
+    std::fs::write(&readme, "second").unwrap();
+    let second = setup.run(&args).await.json();
+    let second_id = second["id"].as_str().unwrap().to_string();
+
+    let builds =
+        setup.run(&["build", "list", "--job", &job_id, "--status", "succeeded", "--json"]).await.json();
+    assert_eq!(builds["items"].as_array().unwrap().len(), 2);
+    let page = setup.run(&["build", "list", "--job", &job_id, "--limit", "1", "--json"]).await.json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().expect("a next page").to_string();
+    let rest =
+        setup.run(&["build", "list", "--job", &job_id, "--limit", "1", "--cursor", &cursor, "--json"]).await;
+    assert_ne!(rest.json()["items"][0]["id"], page["items"][0]["id"]);
+
+    let artifacts = setup.run(&["build", "artifacts", &first_id]).await.ok().stdout;
+    assert!(artifacts.contains("bin/hello.hvt") && artifacts.contains(&sha), "{artifacts}");
+    let shown = setup.run(&["build", "show", &first_id]).await.ok().stdout;
+    assert!(shown.contains("succeeded") && shown.contains("bin/hello.hvt"), "{shown}");
+
+    // Download the main binary (verified), and a named artifact.
+    let target = dir.path().join("downloaded");
+    let target_arg = target.display().to_string();
+    let got = setup.run(&["build", "download", &first_id, "-o", &target_arg, "--json"]).await.json();
+    assert_eq!(got["sha256"], sha.as_str());
+    assert_eq!(std::fs::read(&target).unwrap(), contents);
+    setup.run(&["build", "download", &second_id, "README", "-o", &target_arg]).await.ok();
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "second");
+    setup.run(&["build", "download", &first_id, "no/such/file"]).await.fails_with(2, "no artifact");
+
+    let found = setup.run(&["lookup", &sha, "--json"]).await.json();
+    assert_eq!(found["path"], "bin/hello.hvt");
+    assert!([first_id.as_str(), second_id.as_str()].contains(&found["build"]["id"].as_str().unwrap()));
+
+    let log = setup.run(&["build", "log", &first_id]).await.ok().stdout;
+    assert_eq!(log, "compiling\nlinking\n");
+    let followed = setup.run(&["build", "log", "--follow", &first_id]).await.ok().stdout;
+    assert_eq!(followed, log, "a finished build's followed log ends");
+
+    let comparison = setup.run(&["build", "compare", &first_id, &second_id, "--json"]).await.json();
+    assert_eq!(comparison["summary"]["artifacts"]["changed"], 1, "{comparison}");
+    let table = setup.run(&["build", "compare", &first_id, &second_id]).await.ok().stdout;
+    assert!(table.contains("total differences: 1"), "{table}");
+
+    // A job with a script runs (queued for workers) and its build is cancelled.
+    let script = dir.path().join("build.sh");
+    std::fs::write(&script, "echo hi\n").unwrap();
+    let script_arg = script.display().to_string();
+    let scripted = setup
+        .run(&[
+            "job",
+            "create",
+            "scripted",
+            "--tenant",
+            &tenant,
+            "--platform",
+            "debian-12",
+            "--script",
+            &script_arg,
+            "--schedule",
+            "never",
+            "--json",
+        ])
+        .await
+        .json();
+    let scripted_id = scripted["id"].as_str().unwrap().to_string();
+    let queued = setup.run(&["job", "run", &scripted_id, "--json"]).await.json();
+    let queued_build = queued[0]["build_id"].as_str().unwrap().to_string();
+    setup.run(&["build", "cancel", &queued_build]).await.ok();
+    let cancelled = setup.run(&["build", "show", &queued_build, "--json"]).await.json();
+    assert_eq!(cancelled["status"], "cancelled");
+    let scheduled = setup.run(&["job", "schedule", &scripted_id, "daily"]).await.ok().stdout;
+    assert!(scheduled.contains("daily"), "{scheduled}");
+    // Deleting a job takes an owner.
+    setup.run(&["job", "delete", &scripted_id]).await.fails_with(5, "owner");
+}
+
+#[tokio::test]
+async fn errors_map_to_documented_exit_codes() {
+    let setup = Setup::new().await;
+    let tenant = setup.tenant.to_string();
+    let help = setup.run(&["--help"]).await.ok().stdout;
+    assert!(help.contains("Exit codes"), "{help}");
+    setup.run(&["build", "frobnicate"]).await.fails_with(2, "unrecognized subcommand");
+    setup.run(&["build", "show", &Uuid::new_v4().to_string()]).await.fails_with(4, "not-found");
+    // A validation error names the field.
+    setup.run(&["job", "create", "Not A Name!", "--tenant", &tenant]).await.fails_with(3, "name:");
+    // An operator cannot set quotas: 403.
+    setup
+        .run(&["quota", "set", "--tenant", &tenant, "--unikernels", "1", "--memory-mib", "64"])
+        .await
+        .fails_with(5, "403");
+    let env = [
+        ("PETREL_URL", setup.server.server.url.as_str()),
+        ("PETREL_TOKEN", "petrel_not_a_token"),
+        ("PETREL_CA", &*setup.ca_file.path().display().to_string()),
+    ];
+    petrel(setup.home.path(), &env, &["whoami"]).await.fails_with(5, "401");
+    // Nothing listens there: unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let env = [
+        ("PETREL_URL", &*format!("https://{closed}")),
+        ("PETREL_TOKEN", setup.token.as_str()),
+        ("PETREL_CA", &*setup.ca_file.path().display().to_string()),
+    ];
+    petrel(setup.home.path(), &env, &["whoami"]).await.fails_with(6, "cannot reach");
+    // Without the CA the server's certificate is not trusted: unreachable, not accepted.
+    let env = [("PETREL_URL", setup.server.server.url.as_str()), ("PETREL_TOKEN", setup.token.as_str())];
+    petrel(setup.home.path(), &env, &["whoami"]).await.fails_with(6, "certificate");
+
+    let completions = setup.run(&["completions", "bash"]).await.ok().stdout;
+    assert!(completions.contains("complete") && completions.contains("petrel"), "{completions}");
+}
+
+#[tokio::test]
+async fn quotas_deployments_tokens_workers_and_agents() {
+    let setup = Setup::new().await;
+    let tenant = setup.tenant.to_string();
+    let admin = setup.server.admin().await;
+    let admin_token = admin
+        .post("/api/v1/tokens", json!({"name": "cli-admin", "admin": true}))
+        .await
+        .expect(201)
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = setup
+        .run_as(
+            &admin_token,
+            &[
+                "quota",
+                "set",
+                "--tenant",
+                &tenant,
+                "--unikernels",
+                "2",
+                "--memory-mib",
+                "64",
+                "--bridge",
+                "br0",
+                "--json",
+            ],
+        )
+        .await
+        .json();
+    assert_eq!(set["memory_mib"], 64);
+    let usage = setup.run(&["quota", "show", "--json"]).await.json();
+    assert_eq!(usage["quota"]["unikernels"], 2);
+    assert_eq!(usage["memory_mib"], 0);
+
+    // An image to deploy: a build's main binary, uploaded with the CLI.
+    let job = setup.run(&["job", "create", "unikernel", "--json"]).await.json();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("u.hvt");
+    std::fs::write(&binary, b"not really a unikernel").unwrap();
+    let spec = format!("{}=bin/u.hvt", binary.display());
+    let job_id = job["id"].as_str().unwrap();
+    let build =
+        setup.run(&["build", "upload", "--job", job_id, "--platform", "hvt", &spec, "--json"]).await.json();
+    let image = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+
+    // Over the memory quota: refused with the limit named; within it but no agent: 409.
+    setup
+        .run(&["deploy", "create", "big", "--image", &image, "--memory-mib", "128", "--net", "service=br0"])
+        .await
+        .fails_with(5, "memory");
+    setup
+        .run(&["deploy", "create", "small", "--image", &image, "--memory-mib", "32", "--net", "service=br0"])
+        .await
+        .fails_with(3, "no-capacity");
+    let deployments = setup.run(&["deploy", "list", "--json"]).await.json();
+    assert_eq!(deployments["items"], json!([]));
+    setup.run(&["deploy", "show", &Uuid::new_v4().to_string()]).await.fails_with(4, "not-found");
+
+    // Tokens: create (secret printed once), list, revoke.
+    let created =
+        setup.run(&["token", "create", "ci", "--tenant", &tenant, "--role", "viewer", "--json"]).await.json();
+    let token_id = created["token"]["id"].as_str().unwrap().to_string();
+    assert!(created["secret"].as_str().unwrap().starts_with("petrel_"));
+    let listed = setup.run(&["token", "list", "--tenant", &tenant]).await;
+    assert_eq!(listed.code, 5, "an operator may not list the tenant's tokens: {}", listed.stderr);
+    let mine = setup.run(&["token", "list", "--json"]).await.json();
+    assert!(mine["items"].as_array().unwrap().iter().any(|t| t["id"] == token_id.as_str()), "{mine}");
+    setup.run(&["token", "revoke", &token_id]).await.ok();
+
+    // Workers and agents (administrators).
+    let worker = setup.run_as(&admin_token, &["worker", "create", "builder-1", "--json"]).await.json();
+    assert!(worker["credential"].as_str().unwrap().starts_with("petrelw_"));
+    let workers = setup.run_as(&admin_token, &["worker", "list"]).await.ok().stdout;
+    assert!(workers.contains("builder-1"), "{workers}");
+    let enrollment = setup.run_as(&admin_token, &["agent", "enroll", "kvm-1", "--json"]).await.json();
+    assert!(enrollment["token"].as_str().unwrap().starts_with("petrele_"));
+    let agents = setup.run_as(&admin_token, &["agent", "list", "--json"]).await.json();
+    assert_eq!(agents["items"], json!([]));
+    setup.run(&["worker", "list"]).await.fails_with(5, "403");
+
+    let tenants = setup.run_as(&admin_token, &["tenant", "list", "--json"]).await.json();
+    assert!(tenants["items"].as_array().unwrap().iter().any(|t| t["name"] == "acme"));
+    let sub =
+        setup.run_as(&admin_token, &["tenant", "create", "lab", "--parent", &tenant, "--json"]).await.json();
+    assert_eq!(sub["parent_id"], tenant.as_str());
+}
