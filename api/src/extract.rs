@@ -67,6 +67,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
+/// An optional JSON body: no body at all (no `Content-Type`, no length) is `T::default()`;
+/// anything else is read as [`Json`], with the same errors.
+#[derive(Debug)]
+pub struct JsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for JsonOrEmpty<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let headers = req.headers();
+        let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(str::trim);
+        let empty = !headers.contains_key(header::CONTENT_TYPE)
+            && !headers.contains_key(header::TRANSFER_ENCODING)
+            && length.is_none_or(|n| n == "0");
+        if empty {
+            return Box::pin(async { Ok(JsonOrEmpty(T::default())) });
+        }
+        let json = Json::<T>::from_request(req, payload);
+        Box::pin(async move { json.await.map(|Json(v)| JsonOrEmpty(v)) })
+    }
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the JSON body is larger than {limit} bytes"))
 }

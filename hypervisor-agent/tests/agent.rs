@@ -21,7 +21,9 @@ use petrel_hypervisor::agent::restart::Exit;
 use petrel_hypervisor::agent::tap::{Tap, TapError};
 use petrel_hypervisor::agent::unikernel::{ConsoleBuffer, LaunchSpec, Unikernel};
 use petrel_wire::builds::NewConsoleLine;
-use petrel_wire::deployments::{Assignment, DeploymentState, NetAttachment, RestartPolicy, StateReport};
+use petrel_wire::deployments::{
+    Assignment, DeploymentState, DeploymentStats, NetAttachment, RestartPolicy, StateReport,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -205,6 +207,7 @@ struct MemControl {
     /// Deployments the API no longer assigns here: their reports get 404.
     gone: Mutex<HashSet<Uuid>>,
     fetches: AtomicU64,
+    stats: Mutex<Vec<(Uuid, DeploymentStats)>>,
 }
 
 impl Control for MemControl {
@@ -232,6 +235,11 @@ impl Control for MemControl {
 
     async fn send_console(&self, deployment: Uuid, lines: &[NewConsoleLine]) -> Result<(), ClientError> {
         self.console.lock().unwrap().extend(lines.iter().map(|l| (deployment, l.clone())));
+        Ok(())
+    }
+
+    async fn send_stats(&self, deployment: Uuid, stats: &DeploymentStats) -> Result<(), ClientError> {
+        self.stats.lock().unwrap().push((deployment, stats.clone()));
         Ok(())
     }
 }
@@ -581,7 +589,9 @@ fn net_deployment_answers_ping_restarts_on_a_new_revision_and_is_removed() {
         runtime().block_on(async {
             let images = ImageDir::new("net");
             let (control, shas) = MemControl::with_guests(&["net"]);
-            let mut reconciler = reconciler(&control, &images);
+            let mut config = RuntimeConfig::new(TENDER.into(), 2, images.0.clone());
+            config.stats_interval = Duration::from_millis(200);
+            let mut reconciler = Reconciler::new(control.clone(), config).unwrap();
             let mut a = assignment("web", &shas["net"], &["ip=10.81.2.2"], on_failure(None));
             a.nets = vec![NetAttachment {
                 device: "service0".into(),
@@ -599,6 +609,29 @@ fn net_deployment_answers_ping_restarts_on_a_new_revision_and_is_removed() {
             let pid = reconciler.tender_pid(id).unwrap();
             let ping = sh(&["ping", "-n", "-c", "2", "-i", "0.3", "-W", "5", "-w", "30", "10.81.2.2"]);
             assert!(ping.contains(" 2 received"), "{ping}");
+            // Stats: the tender's memory and CPU time, and the pings on the tap's counters.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let sample = loop {
+                let latest = control
+                    .stats
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .find(|(d, _)| *d == id)
+                    .map(|(_, s)| s.clone());
+                match latest {
+                    Some(s) if s.nets.first().is_some_and(|n| n.rx_packets >= 2 && n.tx_packets >= 2) => {
+                        break s;
+                    }
+                    _ if Instant::now() > deadline => panic!("no stats with the pings: {latest:?}"),
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            };
+            assert_eq!(sample.nets[0].device, "service0");
+            assert!(sample.rss_kib > 1024, "{sample:?}");
+            assert!(sample.cpu_user_ms + sample.cpu_system_ms > 0, "{sample:?}");
+            assert!(sample.uptime_ms < 600_000, "{sample:?}");
 
             // A restart request: the old tender stops, a new one runs with the new revision.
             let again = Assignment { revision: 2, ..a.clone() };

@@ -175,6 +175,79 @@ pub struct Deployment {
     pub restarts: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The image before the last update: what `rollback` returns to.
+    pub previous_image_sha256: Option<String>,
+    /// A newer successful build of the image's job on the same platform, with another main
+    /// binary: what `update` without an image moves to.
+    pub update_available: Option<AvailableUpdate>,
+}
+
+/// A newer build a deployment can be updated to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AvailableUpdate {
+    pub build_id: Uuid,
+    pub image_sha256: String,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What changed: `/api/v1/compare/<current build>/<new build>`.
+    pub compare: String,
+}
+
+/// What a restart may change; an empty object restarts the deployment as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"args": ["--ipv4=10.0.0.2/24"], "memory_mib": 64}))]
+pub struct RestartDeployment {
+    /// New arguments (replacing the old ones).
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    /// New memory, admitted against the quota like a new deployment.
+    #[serde(default)]
+    pub memory_mib: Option<i32>,
+}
+
+/// Update a deployment's image, as `albatross update` but in one step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"image_sha256": null}))]
+pub struct UpdateDeployment {
+    /// The new image (an artifact the tenant may read); the available update when absent.
+    #[serde(default)]
+    pub image_sha256: Option<String>,
+}
+
+/// Counters of one network device of a running unikernel (its tap, seen from the host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetCounters {
+    pub device: String,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+/// One sample of a running unikernel, taken by its agent from /proc and the tap's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"at": "2026-11-26T10:00:00Z", "uptime_ms": 60000, "cpu_user_ms": 1200,
+    "cpu_system_ms": 300, "rss_kib": 70000, "nets": []}))]
+pub struct DeploymentStats {
+    pub at: DateTime<Utc>,
+    /// Since the tender started.
+    pub uptime_ms: u64,
+    /// The tender's CPU time (the guest runs inside it).
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+    /// Resident memory of the tender, guest memory included.
+    pub rss_kib: u64,
+    pub nets: Vec<NetCounters>,
+}
+
+/// The latest sample and the recent ones, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatsHistory {
+    pub latest: Option<DeploymentStats>,
+    pub history: Vec<DeploymentStats>,
 }
 
 /// One change of a deployment's state.

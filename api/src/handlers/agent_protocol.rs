@@ -6,7 +6,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, post, web};
 use petrel_wire::deployments::{
-    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, DeploymentState, StateReport,
+    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, DeploymentState, DeploymentStats,
+    StateReport,
 };
 use sqlx::types::Json as DbJson;
 use tokio::sync::broadcast::error::RecvError;
@@ -234,6 +235,48 @@ pub async fn ship_console(
     .execute(&mut *tx)
     .await?;
     events::build_changed(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Report a running deployment's stats sample (every 10 seconds); the last hour is kept.
+#[utoipa::path(
+    tag = "agent protocol",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    request_body = DeploymentStats,
+    responses((status = 204, description = "Recorded")),
+    security(("agent" = []))
+)]
+#[post("/agent/deployments/{deployment_id}/stats")]
+pub async fn report_stats(
+    state: web::Data<AppState>,
+    agent: AgentPrincipal,
+    path: web::Path<Uuid>,
+    Json(body): Json<DeploymentStats>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if body.nets.len() > 64 || body.nets.iter().any(|n| n.device.len() > 64) {
+        return Err(ApiError::field("nets", "at most 64 devices with names of at most 64 bytes"));
+    }
+    let mut tx = state.db.begin().await?;
+    assigned(&mut tx, &agent, id).await?;
+    sqlx::query(
+        "INSERT INTO deployment_stats (deployment_id, at, sample) VALUES ($1, $2, $3)
+         ON CONFLICT (deployment_id, at) DO UPDATE SET sample = EXCLUDED.sample",
+    )
+    .bind(id)
+    .bind(body.at)
+    .bind(sqlx::types::Json(&body))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM deployment_stats WHERE deployment_id = $1 AND at < (
+             SELECT at FROM deployment_stats WHERE deployment_id = $1 ORDER BY at DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(id)
+    .bind(super::deployments::STATS_KEPT - 1)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use petrel_wire::builds::ConsoleLine;
 use petrel_wire::deployments::{
-    CreateDeployment, Deployment, DeploymentEvent, DeploymentState, NetAttachment, RestartPolicy,
+    AvailableUpdate, CreateDeployment, Deployment, DeploymentEvent, DeploymentState, DeploymentStats,
+    NetAttachment, RestartDeployment, RestartPolicy, StatsHistory, UpdateDeployment,
 };
 use petrel_wire::identity::Role;
 use petrel_wire::page::PageQuery;
@@ -20,7 +21,7 @@ use crate::auth::{Caller, TenantScope};
 use crate::deploy::{self, REACHABLE_SECS};
 use crate::error::{ApiError, is_unique_violation};
 use crate::events;
-use crate::extract::{Json, Query};
+use crate::extract::{Json, JsonOrEmpty, Query};
 use crate::pagination::{keyset, page};
 use crate::server::AppState;
 
@@ -44,18 +45,34 @@ struct DeploymentRow {
     restarts: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    previous_image_sha256: Option<Vec<u8>>,
+    update_build_id: Option<Uuid>,
+    update_image: Option<Vec<u8>>,
+    update_finished_at: Option<DateTime<Utc>>,
 }
 
-/// Columns of [`DeploymentRow`]: a deployment whose agent stopped heartbeating is `unknown`.
-fn columns() -> String {
+/// Selects [`DeploymentRow`]s (`d`), to be followed by a `WHERE`: a deployment whose agent
+/// stopped heartbeating is `unknown`; the available update is the newest successful build of
+/// the image's job and platform, finished later, with another main binary.
+fn select_deployments() -> String {
     format!(
-        "d.id, d.tenant_id, d.name, d.image_sha256, d.build_id, d.memory_mib, d.cpus, d.args, d.nets, d.restart,
+        "SELECT d.id, d.tenant_id, d.name, d.image_sha256, d.build_id, d.memory_mib, d.cpus, d.args, d.nets, d.restart,
          d.startup_priority, d.agent_id,
          CASE WHEN d.state IN ('running', 'restarting', 'pending') AND NOT coalesce(
                   (SELECT a.last_seen_at > now() - make_interval(secs => {REACHABLE_SECS}) AND a.revoked_at IS NULL
                      FROM agents a WHERE a.id = d.agent_id), false)
               THEN 'unknown' ELSE d.state::text END AS state,
-         d.exit_code, d.message, d.restarts, d.created_at, d.updated_at"
+         d.exit_code, d.message, d.restarts, d.created_at, d.updated_at, d.previous_image_sha256,
+         u.id AS update_build_id, u.sha256 AS update_image, u.finished_at AS update_finished_at
+    FROM deployments d
+    LEFT JOIN LATERAL (
+         SELECT nb.id, a.sha256, nb.finished_at
+           FROM builds cb
+           JOIN builds nb ON nb.job_id = cb.job_id AND nb.platform = cb.platform AND nb.status = 'succeeded'
+                         AND nb.finished_at > cb.finished_at
+           JOIN build_artifacts a ON a.build_id = nb.id AND a.path = nb.main_binary
+          WHERE cb.id = d.build_id AND a.sha256 <> d.image_sha256
+          ORDER BY nb.finished_at DESC LIMIT 1) u ON true"
     )
 }
 
@@ -92,6 +109,19 @@ impl From<DeploymentRow> for Deployment {
             restarts: r.restarts,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            previous_image_sha256: r.previous_image_sha256.map(hex::encode),
+            update_available: match (r.update_build_id, r.update_image) {
+                (Some(build_id), Some(image)) => Some(AvailableUpdate {
+                    build_id,
+                    image_sha256: hex::encode(image),
+                    finished_at: r.update_finished_at,
+                    compare: format!(
+                        "/api/v1/compare/{}/{build_id}",
+                        r.build_id.expect("an update is found through the current build")
+                    ),
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -112,14 +142,12 @@ async fn deployment_for(
         ApiError::NotFound(_) => ApiError::NotFound("deployment"),
         other => other,
     })?;
-    let row: DeploymentRow = sqlx::query_as(&format!(
-        "SELECT {} FROM deployments d WHERE d.id = $1 AND d.tenant_id = $2",
-        columns()
-    ))
-    .bind(id)
-    .bind(scope.tenant_id())
-    .fetch_one(&state.db)
-    .await?;
+    let row: DeploymentRow =
+        sqlx::query_as(&format!("{} WHERE d.id = $1 AND d.tenant_id = $2", select_deployments()))
+            .bind(id)
+            .bind(scope.tenant_id())
+            .fetch_one(&state.db)
+            .await?;
     Ok((scope, row.into()))
 }
 
@@ -192,9 +220,8 @@ pub async fn list_deployments(
     let tenant = caller.tenant(&state.db, path.into_inner(), Role::Viewer).await?;
     let ks = keyset::<String>(&q)?;
     let rows: Vec<DeploymentRow> = sqlx::query_as(&format!(
-        "SELECT {} FROM deployments d WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.name > $2)
-          ORDER BY d.name LIMIT $3",
-        columns()
+        "{} WHERE d.tenant_id = $1 AND ($2::text IS NULL OR d.name > $2) ORDER BY d.name LIMIT $3",
+        select_deployments()
     ))
     .bind(tenant.tenant_id())
     .bind(ks.after.as_deref())
@@ -228,22 +255,7 @@ pub async fn create_deployment(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.tenant(&state.db, path.into_inner(), Role::Operator).await?;
     let sha = validate(&body)?;
-    // The newest build holding the image that this tenant may read.
-    let build_id: Option<Uuid> = sqlx::query_scalar(
-        "SELECT b.id FROM build_artifacts a JOIN builds b ON b.id = a.build_id JOIN jobs j ON j.id = b.job_id
-          WHERE a.sha256 = $1 AND (j.tenant_id = $2 OR j.visibility = 'public')
-          ORDER BY b.finished_at DESC NULLS LAST LIMIT 1",
-    )
-    .bind(&sha)
-    .bind(tenant.tenant_id())
-    .fetch_optional(&state.db)
-    .await?;
-    let build_id = build_id.ok_or_else(|| {
-        ApiError::field(
-            "image_sha256",
-            "no build of this tenant (nor a public one) has an artifact with this hash",
-        )
-    })?;
+    let build_id = readable_build_with(&state, &tenant, &sha).await?;
     let bridges: Vec<&str> = body.nets.iter().map(|n| n.bridge.as_str()).collect();
     let mut tx = state.db.begin().await?;
     let request = deploy::Request {
@@ -354,11 +366,17 @@ pub async fn destroy_deployment(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Restart a deployment (operators): its agent stops the unikernel and starts it again.
+/// Restart a deployment (operators): its agent stops the unikernel and starts it again,
+/// with new arguments or memory when given (more memory is admitted against the quota).
 #[utoipa::path(
     tag = "deployments",
     params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
-    responses((status = 200, description = "Restarting", body = Deployment)),
+    request_body(content = RestartDeployment, description = "Optional: what to change"),
+    responses(
+        (status = 200, description = "Restarting", body = Deployment),
+        (status = 403, description = "More memory than the quota allows", body = petrel_wire::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Its agent lacks the memory", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []), ("session" = []))
 )]
 #[post("/deployments/{deployment_id}/restart")]
@@ -366,36 +384,221 @@ pub async fn restart_deployment(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<Uuid>,
+    JsonOrEmpty(body): JsonOrEmpty<RestartDeployment>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
+    let mut errors = Vec::new();
+    if let Some(args) = &body.args
+        && (args.len() > 256 || args.iter().any(|a| a.len() > 4096 || a.contains('\0')))
+    {
+        errors.push(FieldError::new("args", "at most 256 arguments of at most 4096 bytes, without NUL"));
+    }
+    if body.memory_mib.is_some_and(|m| !(1..=1_048_576).contains(&m)) {
+        errors.push(FieldError::new("memory_mib", "must be between 1 and 1048576"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::fields(errors));
+    }
     let mut tx = state.db.begin().await?;
+    if let Some(memory) = body.memory_mib.filter(|m| *m > deployment.memory_mib) {
+        let bridges: Vec<&str> = deployment.nets.iter().map(|n| n.bridge.as_str()).collect();
+        let request = deploy::Request {
+            memory_mib: i64::from(memory),
+            cpus: &deployment.cpus,
+            bridges: bridges.clone(),
+            replacing: Some(deployment.id),
+        };
+        deploy::admit(&mut tx, tenant.tenant_id(), &request).await?;
+        deploy::place(&mut tx, deployment.agent_id, i64::from(memory), &bridges, Some(deployment.id)).await?;
+    }
     sqlx::query(
         "UPDATE deployments SET revision = revision + 1, state = 'pending', exit_code = NULL, message = NULL,
-                updated_at = now()
+                args = coalesce($3, args), memory_mib = coalesce($4, memory_mib), updated_at = now()
           WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(deployment.id)
+    .bind(tenant.tenant_id())
+    .bind(&body.args)
+    .bind(body.memory_mib)
+    .execute(&mut *tx)
+    .await?;
+    let details = serde_json::json!({"args": body.args, "memory_mib": body.memory_mib});
+    restarted(&mut tx, &caller, &tenant, &deployment, "restart requested", "deployment.restart", details)
+        .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, deployment.id, Role::Viewer).await?.1))
+}
+
+/// Records a change that restarts the deployment: its event, its agent's wake-up, the audit.
+async fn restarted(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    tenant: &TenantScope,
+    deployment: &Deployment,
+    message: &str,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), ApiError> {
+    sqlx::query("INSERT INTO deployment_events (deployment_id, state, message) VALUES ($1, 'pending', $2)")
+        .bind(deployment.id)
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(agent_id) = deployment.agent_id {
+        events::agent_assignments_changed(tx, agent_id).await?;
+    }
+    audit::record(
+        &mut **tx,
+        Some(tenant.tenant_id()),
+        &Actor::from(caller),
+        action,
+        Some(deployment.id.to_string()),
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Update a deployment's image (operators), as `albatross update` in one step: to the given
+/// image, or to the available update (`update_available`). The agent restarts it on the new
+/// image; `rollback` returns to the one it replaced.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    request_body(content = UpdateDeployment, description = "Optional: the image; the available update otherwise"),
+    responses(
+        (status = 200, description = "Updating", body = Deployment),
+        (status = 409, description = "No update available, or already on that image", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/deployments/{deployment_id}/update")]
+pub async fn update_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+    JsonOrEmpty(body): JsonOrEmpty<UpdateDeployment>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
+    let image = match (&body.image_sha256, &deployment.update_available) {
+        (Some(image), _) => super::builds::parse_sha256("image_sha256", image)?,
+        (None, Some(update)) => hex::decode(&update.image_sha256).expect("hex from the database"),
+        (None, None) => {
+            return Err(ApiError::conflict("no-update", "no newer build of the image's job is available"));
+        }
+    };
+    if hex::encode(&image) == deployment.image_sha256 {
+        return Err(ApiError::conflict("same-image", "the deployment already runs this image"));
+    }
+    let build_id = readable_build_with(&state, &tenant, &image).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE deployments SET previous_image_sha256 = image_sha256, previous_build_id = build_id,
+                image_sha256 = $3, build_id = $4, revision = revision + 1, state = 'pending', exit_code = NULL,
+                message = NULL, updated_at = now()
+          WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(deployment.id)
+    .bind(tenant.tenant_id())
+    .bind(&image)
+    .bind(build_id)
+    .execute(&mut *tx)
+    .await?;
+    let details = serde_json::json!({"from": deployment.image_sha256, "to": hex::encode(&image)});
+    restarted(&mut tx, &caller, &tenant, &deployment, "update requested", "deployment.update", details)
+        .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, deployment.id, Role::Viewer).await?.1))
+}
+
+/// Roll a deployment back to the image it ran before its last update (operators).
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "Rolling back", body = Deployment),
+        (status = 409, description = "Never updated: nothing to roll back to", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[post("/deployments/{deployment_id}/rollback")]
+pub async fn rollback_deployment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
+    let Some(previous) = &deployment.previous_image_sha256 else {
+        return Err(ApiError::conflict("no-previous-image", "the deployment was never updated"));
+    };
+    let mut tx = state.db.begin().await?;
+    // The two images swap: rolling back twice returns to the update.
+    sqlx::query(
+        "UPDATE deployments SET image_sha256 = previous_image_sha256, build_id = previous_build_id,
+                previous_image_sha256 = image_sha256, previous_build_id = build_id,
+                revision = revision + 1, state = 'pending', exit_code = NULL, message = NULL, updated_at = now()
+          WHERE id = $1 AND tenant_id = $2 AND previous_image_sha256 IS NOT NULL",
     )
     .bind(deployment.id)
     .bind(tenant.tenant_id())
     .execute(&mut *tx)
     .await?;
-    sqlx::query("INSERT INTO deployment_events (deployment_id, state, message) VALUES ($1, 'pending', 'restart requested')")
-        .bind(deployment.id)
-        .execute(&mut *tx)
+    let details = serde_json::json!({"from": deployment.image_sha256, "to": previous});
+    restarted(&mut tx, &caller, &tenant, &deployment, "rollback requested", "deployment.rollback", details)
         .await?;
-    if let Some(agent_id) = deployment.agent_id {
-        events::agent_assignments_changed(&mut tx, agent_id).await?;
-    }
-    audit::record(
-        &mut *tx,
-        Some(tenant.tenant_id()),
-        &Actor::from(&caller),
-        "deployment.restart",
-        Some(deployment.id.to_string()),
-        serde_json::json!({}),
-    )
-    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, deployment.id, Role::Viewer).await?.1))
+}
+
+/// The newest build holding `image` that the tenant may read (its own, or a public one).
+async fn readable_build_with(state: &AppState, tenant: &TenantScope, image: &[u8]) -> Result<Uuid, ApiError> {
+    let build_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT b.id FROM build_artifacts a JOIN builds b ON b.id = a.build_id JOIN jobs j ON j.id = b.job_id
+          WHERE a.sha256 = $1 AND (j.tenant_id = $2 OR j.visibility = 'public')
+          ORDER BY b.finished_at DESC NULLS LAST LIMIT 1",
+    )
+    .bind(image)
+    .bind(tenant.tenant_id())
+    .fetch_optional(&state.db)
+    .await?;
+    build_id.ok_or_else(|| {
+        ApiError::field(
+            "image_sha256",
+            "no build of this tenant (nor a public one) has an artifact with this hash",
+        )
+    })
+}
+
+/// Samples an agent keeps per deployment (10 s apart: an hour).
+pub const STATS_KEPT: i64 = 360;
+
+/// The running unikernel's latest stats and the last hour of them (viewers): CPU time, memory
+/// and its network devices' counters, sampled by its agent every 10 seconds.
+#[utoipa::path(
+    tag = "deployments",
+    params(("deployment_id" = Uuid, Path, description = "The deployment's id")),
+    responses((status = 200, description = "Latest and recent samples", body = StatsHistory)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/deployments/{deployment_id}/stats")]
+pub async fn get_stats(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Viewer).await?;
+    let rows: Vec<(DbJson<DeploymentStats>,)> = sqlx::query_as(
+        "SELECT s.sample FROM deployment_stats s JOIN deployments d ON d.id = s.deployment_id
+          WHERE s.deployment_id = $1 AND d.tenant_id = $2 ORDER BY s.at DESC LIMIT $3",
+    )
+    .bind(deployment.id)
+    .bind(tenant.tenant_id())
+    .bind(STATS_KEPT)
+    .fetch_all(&state.db)
+    .await?;
+    let mut history: Vec<DeploymentStats> = rows.into_iter().map(|(s,)| s.0).collect();
+    history.reverse();
+    Ok(HttpResponse::Ok().json(StatsHistory { latest: history.last().cloned(), history }))
 }
 
 /// The deployment's state changes, oldest first, with exit codes.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use petrel_wire::builds::NewConsoleLine;
 use petrel_wire::deployments::{
-    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, EnrollRequest, Enrolled, StateReport,
+    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, DeploymentStats, EnrollRequest, Enrolled,
+    StateReport,
 };
 use petrel_wire::http::{ApiHttp, error_chain};
 use reqwest::{Method, StatusCode};
@@ -113,6 +114,10 @@ impl Control for ApiClient {
 
     async fn send_console(&self, deployment: Uuid, lines: &[NewConsoleLine]) -> Result<(), ClientError> {
         self.console(deployment, lines).await
+    }
+
+    async fn send_stats(&self, deployment: Uuid, stats: &DeploymentStats) -> Result<(), ClientError> {
+        self.post(&format!("/agent/deployments/{deployment}/stats"), stats, Duration::from_secs(20)).await
     }
 }
 

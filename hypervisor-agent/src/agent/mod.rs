@@ -10,6 +10,7 @@ pub mod images;
 pub mod inventory;
 pub mod reconcile;
 pub mod restart;
+pub mod stats;
 pub mod tap;
 pub mod unikernel;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use petrel_wire::builds::NewConsoleLine;
-use petrel_wire::deployments::{Assignment, DeploymentState, StateReport};
+use petrel_wire::deployments::{Assignment, DeploymentState, DeploymentStats, StateReport};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +40,11 @@ pub trait Control: Send + Sync + 'static {
         deployment: Uuid,
         lines: &[NewConsoleLine],
     ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    fn send_stats(
+        &self,
+        deployment: Uuid,
+        stats: &DeploymentStats,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send;
 }
 
 /// How unikernels are run on this host.
@@ -57,6 +62,8 @@ pub struct RuntimeConfig {
     pub start_timeout: Duration,
     /// How often console lines are shipped.
     pub console_interval: Duration,
+    /// How often a running unikernel's stats are sampled and sent.
+    pub stats_interval: Duration,
 }
 
 impl RuntimeConfig {
@@ -69,6 +76,7 @@ impl RuntimeConfig {
             backoff: Backoff::default(),
             start_timeout: Duration::from_secs(60),
             console_interval: Duration::from_millis(200),
+            stats_interval: Duration::from_secs(10),
         }
     }
 }
@@ -230,6 +238,8 @@ async fn supervise<C: Control>(
     let console = ConsoleBuffer::new();
     let (ship_done, ship_done_rx) = oneshot::channel();
     let shipper = tokio::spawn(ship_console(ctx.clone(), id, console.clone(), ship_done_rx));
+    let devices: Vec<String> = a.nets.iter().map(|n| n.device.clone()).collect();
+    let sampler = tokio::spawn(send_stats(ctx.clone(), id, shared.clone(), devices));
     let report = |state, exit: Option<Exit>, message: Option<String>| {
         let _ = reports.send(StateReport {
             revision: a.revision,
@@ -249,6 +259,7 @@ async fn supervise<C: Control>(
     shared.taps.lock().unwrap_or_else(|e| e.into_inner()).clear();
     drop(started);
     drop(reports);
+    sampler.abort();
     let _ = ship_done.send(());
     let _ = shipper.await;
     let _ = reporter.await;
@@ -493,6 +504,35 @@ async fn ship_console<C: Control>(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), ship(&*ctx.control, id, &console)).await;
+}
+
+/// Samples the running tender every `stats_interval` and sends the sample; nothing while no
+/// tender runs (between restarts). Aborted when supervision ends.
+async fn send_stats<C: Control>(ctx: Arc<Ctx<C>>, id: Uuid, shared: Arc<Shared>, devices: Vec<String>) {
+    let mut tick = tokio::time::interval(ctx.config.stats_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pid = shared.pid.load(Ordering::SeqCst);
+        if pid == 0 {
+            continue;
+        }
+        let taps = shared.taps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Taps are created in the order of the assignment's network devices.
+        let nets: Vec<(String, String)> = devices.iter().cloned().zip(taps).collect();
+        let sample = match tokio::task::spawn_blocking(move || super::stats::sample(pid, &nets)).await {
+            Ok(Ok(sample)) => sample,
+            // The tender ended between the load and the read.
+            Ok(Err(e)) => {
+                tracing::debug!(deployment = %id, "no stats: {e}");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if let Err(e) = ctx.control.send_stats(id, &sample).await {
+            tracing::debug!(deployment = %id, "stats not sent: {e}");
+        }
+    }
 }
 
 async fn ship<C: Control>(control: &C, id: Uuid, console: &ConsoleBuffer) {

@@ -31,6 +31,9 @@ const DEPLOYMENT_DETAIL: &[Column] = &[
     ("args", "/args"),
     ("restart", "/restart/kind"),
     ("restarts", "/restarts"),
+    ("previous image", "/previous_image_sha256"),
+    ("update available", "/update_available/image_sha256"),
+    ("compare", "/update_available/compare"),
     ("priority", "/startup_priority"),
     ("agent", "/agent_id"),
     ("updated", "/updated_at"),
@@ -79,7 +82,30 @@ pub enum Deploy {
     Destroy {
         id: Uuid,
     },
+    /// Restart it, optionally with new arguments (replacing the old ones) or memory.
     Restart {
+        id: Uuid,
+        /// A new argument (repeat; replaces all of them).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Remove every argument.
+        #[arg(long, conflicts_with = "args")]
+        no_args: bool,
+        #[arg(long)]
+        memory_mib: Option<i32>,
+    },
+    /// Move it to another image: the available update (a newer build of its job), or `--image`.
+    Update {
+        id: Uuid,
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// Return to the image it ran before its last update.
+    Rollback {
+        id: Uuid,
+    },
+    /// CPU time, memory and network counters of the running unikernel, latest and recent.
+    Stats {
         id: Uuid,
     },
     /// The last console lines; `--follow` streams new ones.
@@ -140,9 +166,53 @@ pub async fn run(ctx: &Ctx, command: Deploy) -> Result<(), CliError> {
             ctx.api.destroy_deployment().deployment_id(id).send().await?;
             ctx.out.done(&json!({ "destroyed": id }), &format!("Destroying deployment {id}"));
         }
-        Deploy::Restart { id } => {
-            let deployment = ctx.api.restart_deployment().deployment_id(id).send().await?.into_inner();
+        Deploy::Restart { id, args, no_args, memory_mib } => {
+            let args = if no_args { Some(Vec::new()) } else { (!args.is_empty()).then_some(args) };
+            let request =
+                body::<types::RestartDeployment>(json!({ "args": args, "memory_mib": memory_mib }))?;
+            let deployment =
+                ctx.api.restart_deployment().deployment_id(id).body(request).send().await?.into_inner();
             ctx.out.done(&deployment, &format!("Restarting {}", deployment.name));
+        }
+        Deploy::Update { id, image } => {
+            let request = body::<types::UpdateDeployment>(json!({ "image_sha256": image }))?;
+            let deployment =
+                ctx.api.update_deployment().deployment_id(id).body(request).send().await?.into_inner();
+            ctx.out.done(
+                &deployment,
+                &format!(
+                    "Updating {} to {} (was {})",
+                    deployment.name,
+                    deployment.image_sha256,
+                    deployment.previous_image_sha256.as_deref().unwrap_or("-")
+                ),
+            );
+        }
+        Deploy::Rollback { id } => {
+            let deployment = ctx.api.rollback_deployment().deployment_id(id).send().await?.into_inner();
+            ctx.out.done(
+                &deployment,
+                &format!("Rolling {} back to {}", deployment.name, deployment.image_sha256),
+            );
+        }
+        Deploy::Stats { id } => {
+            let stats = ctx.api.get_stats().deployment_id(id).send().await?.into_inner();
+            if ctx.out.json {
+                ctx.out.object(&stats, &[]);
+            } else {
+                ctx.out.list(
+                    &stats.history,
+                    &[
+                        ("AT", "/at"),
+                        ("UPTIME MS", "/uptime_ms"),
+                        ("CPU USER MS", "/cpu_user_ms"),
+                        ("CPU SYS MS", "/cpu_system_ms"),
+                        ("RSS KIB", "/rss_kib"),
+                        ("RX BYTES", "/nets/0/rx_bytes"),
+                        ("TX BYTES", "/nets/0/tx_bytes"),
+                    ],
+                );
+            }
         }
         Deploy::Console { id, follow: false, count } => {
             let mut request = ctx.api.get_deployment_console().deployment_id(id);

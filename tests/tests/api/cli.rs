@@ -397,3 +397,93 @@ async fn quotas_deployments_tokens_workers_and_agents() {
         setup.run_as(&admin_token, &["tenant", "create", "lab", "--parent", &tenant, "--json"]).await.json();
     assert_eq!(sub["parent_id"], tenant.as_str());
 }
+
+#[tokio::test]
+async fn deployments_update_roll_back_restart_and_show_stats() {
+    let setup = Setup::new().await;
+    let admin = setup.server.admin().await;
+    let tenant = setup.tenant.to_string();
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": 2, "memory_mib": 128, "block_mib": 0, "cpus": [], "bridges": ["br0"]}),
+        )
+        .await
+        .expect(200);
+    // An agent with room, enrolled through the API (its protocol is not the CLI's business).
+    let enrollment = admin.post("/api/v1/agents/enrollments", json!({"name": "kvm-1"})).await.expect(201);
+    let inventory = json!({"cpus": 2, "memory_mib": 1024, "bridges": ["br0"], "block_mib": 0,
+                           "tender_version": "petrel-hvt test", "tender_abi": 2});
+    let enrolled = admin
+        .anonymous()
+        .post("/api/v1/agents/enroll", json!({"token": enrollment.body["token"], "inventory": inventory}))
+        .await
+        .expect(201);
+    let agent = admin.with_token(enrolled.body["credential"].as_str().unwrap());
+
+    let job = setup.run(&["job", "create", "web", "--platform", "hvt", "--json"]).await.json();
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let upload = |version: &'static [u8]| {
+        let file = dir.path().join("web.hvt");
+        std::fs::write(&file, version).unwrap();
+        format!("{}=bin/web.hvt", file.display())
+    };
+    let spec = upload(b"web v1");
+    let v1 =
+        setup.run(&["build", "upload", "--job", &job_id, "--platform", "hvt", &spec, "--json"]).await.json();
+    let sha1 = v1["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let created = setup
+        .run(&[
+            "deploy",
+            "create",
+            "web",
+            "--image",
+            &sha1,
+            "--memory-mib",
+            "32",
+            "--net",
+            "service=br0",
+            "--json",
+        ])
+        .await
+        .json();
+    let id = created["id"].as_str().unwrap().to_string();
+    setup.run(&["deploy", "update", &id]).await.fails_with(3, "no-update");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let spec = upload(b"web v2");
+    let v2 =
+        setup.run(&["build", "upload", "--job", &job_id, "--platform", "hvt", &spec, "--json"]).await.json();
+    let sha2 = v2["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let shown = setup.run(&["deploy", "show", &id]).await.ok().stdout;
+    assert!(shown.contains(&format!("update available  {sha2}")), "{shown}");
+
+    let updated = setup.run(&["deploy", "update", &id, "--json"]).await.json();
+    assert_eq!(updated["image_sha256"], sha2.as_str());
+    assert_eq!(updated["previous_image_sha256"], sha1.as_str());
+    let back = setup.run(&["deploy", "rollback", &id]).await.ok().stdout;
+    assert!(back.contains(&format!("back to {sha1}")), "{back}");
+    let restarted = setup
+        .run(&["deploy", "restart", &id, "--arg", "--port=80", "--memory-mib", "64", "--json"])
+        .await
+        .json();
+    assert_eq!(restarted["args"], json!(["--port=80"]));
+    assert_eq!(restarted["memory_mib"], 64);
+    setup.run(&["deploy", "restart", &id, "--memory-mib", "1000"]).await.fails_with(5, "quota");
+
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/stats"),
+            json!({"at": chrono::Utc::now(), "uptime_ms": 5000, "cpu_user_ms": 7, "cpu_system_ms": 3, "rss_kib": 4321,
+                   "nets": [{"device": "service", "rx_bytes": 100, "tx_bytes": 200, "rx_packets": 1, "tx_packets": 2}]}),
+        )
+        .await
+        .expect(204);
+    let stats = setup.run(&["deploy", "stats", &id, "--json"]).await.json();
+    assert_eq!(stats["latest"]["rss_kib"], 4321);
+    let table = setup.run(&["deploy", "stats", &id]).await.ok().stdout;
+    assert!(table.contains("4321") && table.contains("RSS KIB"), "{table}");
+    let events = setup.run(&["deploy", "events", &id]).await.ok().stdout;
+    assert!(events.contains("update requested") && events.contains("rollback requested"), "{events}");
+    setup.run(&["deploy", "destroy", &id]).await.ok();
+}

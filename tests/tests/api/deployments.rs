@@ -322,3 +322,132 @@ async fn other_tenants_deployments_consoles_and_images_stay_hidden() {
     quota(&admin, a, 2, 100, &["br9"]).await;
     admin.post(&format!("/api/v1/tenants/{a}/deployments"), bridged).await.expect_problem(409, "no-capacity");
 }
+
+#[tokio::test]
+async fn updates_roll_back_restarts_change_arguments_and_stats_are_kept() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let (_, agent) = agent(&admin, "kvm-1", &["br0"]).await;
+    quota(&admin, tenant, 4, 256, &["br0"]).await;
+    let job = api.job(tenant, "web", false).await;
+    let v1 = Api::build(&admin, job, &[("bin/web.hvt", b"web v1")]).await;
+    let sha1 = v1["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let created = admin
+        .post(&format!("/api/v1/tenants/{tenant}/deployments"), create_body("web", &sha1, 32))
+        .await
+        .expect(201);
+    let id = created.id();
+    let path = format!("/api/v1/deployments/{id}");
+    assert_eq!(created.body["update_available"], Value::Null);
+    admin.post(&format!("{path}/update"), json!({})).await.expect_problem(409, "no-update");
+    admin.post(&format!("{path}/rollback"), json!({})).await.expect_problem(409, "no-previous-image");
+
+    // A newer build of the job: the update is offered, with the compare link.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let v2 = Api::build(&admin, job, &[("bin/web.hvt", b"web v2")]).await;
+    let sha2 = v2["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let shown = admin.get(&path).await.expect(200);
+    let update = &shown.body["update_available"];
+    assert_eq!(update["image_sha256"], sha2.as_str(), "{}", shown.text);
+    assert_eq!(update["build_id"], v2["id"]);
+    assert_eq!(
+        update["compare"],
+        format!("/api/v1/compare/{}/{}", v1["id"].as_str().unwrap(), v2["id"].as_str().unwrap())
+    );
+    let listed = admin.get(&format!("/api/v1/tenants/{tenant}/deployments")).await.expect(200);
+    assert_eq!(listed.body["items"][0]["update_available"]["image_sha256"], sha2.as_str());
+    let revision = |agent: Client| async move {
+        let a = agent
+            .post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0}))
+            .await
+            .expect(200);
+        let d = a.body["deployments"][0].clone();
+        (d["revision"].as_i64().unwrap(), d)
+    };
+    let (r1, _) = revision(agent.clone()).await;
+
+    // Update (to the available build): a new revision on the new image, the old one kept.
+    let updated = admin.post(&format!("{path}/update"), json!({})).await.expect(200);
+    assert_eq!(updated.body["image_sha256"], sha2.as_str());
+    assert_eq!(updated.body["build_id"], v2["id"]);
+    assert_eq!(updated.body["previous_image_sha256"], sha1.as_str());
+    assert_eq!(updated.body["update_available"], Value::Null);
+    assert_eq!(updated.body["state"], "pending");
+    let (r2, assigned) = revision(agent.clone()).await;
+    assert!(r2 > r1);
+    assert_eq!(assigned["image_sha256"], sha2.as_str());
+    admin
+        .post(&format!("{path}/update"), json!({"image_sha256": sha2}))
+        .await
+        .expect_problem(409, "same-image");
+    admin
+        .post(&format!("{path}/update"), json!({"image_sha256": "00".repeat(32)}))
+        .await
+        .expect_problem(400, "validation-failed");
+
+    // Roll back, and back again: the images swap.
+    let back = admin.post(&format!("{path}/rollback"), json!({})).await.expect(200);
+    assert_eq!(back.body["image_sha256"], sha1.as_str());
+    assert_eq!(back.body["previous_image_sha256"], sha2.as_str());
+    assert_eq!(back.body["update_available"]["image_sha256"], sha2.as_str());
+    let (r3, assigned) = revision(agent.clone()).await;
+    assert!(r3 > r2);
+    assert_eq!(assigned["image_sha256"], sha1.as_str());
+
+    // Restart with new arguments and memory; more memory than the quota is refused.
+    let restarted = admin
+        .post(&format!("{path}/restart"), json!({"args": ["--port=8080"], "memory_mib": 64}))
+        .await
+        .expect(200);
+    assert_eq!(restarted.body["args"], json!(["--port=8080"]));
+    assert_eq!(restarted.body["memory_mib"], 64);
+    let (r4, assigned) = revision(agent.clone()).await;
+    assert!(r4 > r3);
+    assert_eq!(assigned["memory_mib"], 64);
+    assert_eq!(assigned["args"], json!(["--port=8080"]));
+    let over = admin.post(&format!("{path}/restart"), json!({"memory_mib": 512})).await;
+    let over = over.expect_problem(403, "quota-exceeded");
+    assert!(over.text.contains("memory"), "{}", over.text);
+    admin
+        .post(&format!("{path}/restart"), json!({"memory_mib": 0}))
+        .await
+        .expect_problem(400, "validation-failed");
+    // No body at all: restarted as it is.
+    let plain = admin.request(reqwest::Method::POST, &format!("{path}/restart")).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert_eq!(admin.get(&path).await.expect(200).body["memory_mib"], 64);
+    let events = admin.get(&format!("{path}/events")).await.expect(200);
+    let messages: Vec<&str> =
+        events.body["items"].as_array().unwrap().iter().filter_map(|e| e["message"].as_str()).collect();
+    assert!(
+        messages.contains(&"update requested") && messages.contains(&"rollback requested"),
+        "{messages:?}"
+    );
+
+    // Stats from the agent: the latest and the history, oldest first.
+    let stats = admin.get(&format!("{path}/stats")).await.expect(200);
+    assert_eq!(stats.body, json!({"latest": null, "history": []}));
+    for (i, rss) in [1000, 2000, 3000].iter().enumerate() {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(i as i64);
+        let sample = json!({"at": at, "uptime_ms": 1000 * i, "cpu_user_ms": 5, "cpu_system_ms": 1, "rss_kib": rss,
+                            "nets": [{"device": "service", "rx_bytes": 10, "tx_bytes": 20, "rx_packets": 1, "tx_packets": 2}]});
+        agent.post(&format!("/api/v1/agent/deployments/{id}/stats"), sample).await.expect(204);
+    }
+    let stats = admin.get(&format!("{path}/stats")).await.expect(200);
+    assert_eq!(stats.body["latest"]["rss_kib"], 3000);
+    let history: Vec<i64> =
+        stats.body["history"].as_array().unwrap().iter().map(|s| s["rss_kib"].as_i64().unwrap()).collect();
+    assert_eq!(history, [1000, 2000, 3000]);
+    agent
+        .post(&format!("/api/v1/agent/deployments/{id}/stats"), json!({"at": chrono::Utc::now()}))
+        .await
+        .expect_problem(400, "validation-failed");
+    // Another tenant's owner sees none of it.
+    let other = api.tenant("other", None).await;
+    let (_, stranger) = api.user("stranger").await;
+    api.member(other, "stranger", "owner").await;
+    stranger.get(&format!("{path}/stats")).await.expect_problem(404, "not-found");
+    stranger.post(&format!("{path}/rollback"), json!({})).await.expect_problem(404, "not-found");
+}

@@ -143,12 +143,18 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/agent/images/{sha256}", Need::Agent, 200),
     ("POST", "/api/v1/agent/deployments/{deployment_id}/state", Need::Agent, 204),
     ("POST", "/api/v1/agent/deployments/{deployment_id}/console", Need::Agent, 204),
+    ("POST", "/api/v1/agent/deployments/{deployment_id}/stats", Need::Agent, 204),
     ("GET", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(1), 200),
     // Tenant A has no quota: allowed callers reach admission and are told so.
     ("POST", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(2), 403),
     ("GET", "/api/v1/deployments/{deployment_id}", Need::Role(1), 200),
     ("DELETE", "/api/v1/deployments/{deployment_id}", Need::Role(2), 204),
     ("POST", "/api/v1/deployments/{deployment_id}/restart", Need::Role(2), 200),
+    // Made without a build, the deployment has no update and was never updated: 409 to those
+    // allowed to ask.
+    ("POST", "/api/v1/deployments/{deployment_id}/update", Need::Role(2), 409),
+    ("POST", "/api/v1/deployments/{deployment_id}/rollback", Need::Role(2), 409),
+    ("GET", "/api/v1/deployments/{deployment_id}/stats", Need::Role(1), 200),
     ("GET", "/api/v1/deployments/{deployment_id}/events", Need::Role(1), 200),
     ("GET", "/api/v1/deployments/{deployment_id}/console", Need::Role(1), 200),
     ("GET", "/api/v1/deployments/{deployment_id}/console/stream", Need::Role(1), 200),
