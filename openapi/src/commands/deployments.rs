@@ -214,7 +214,8 @@ pub async fn run(ctx: &Ctx, command: Deploy) -> Result<(), CliError> {
                 );
             }
         }
-        Deploy::Console { id, follow: false, count } => {
+        Deploy::Console { id, follow, count } => {
+            // The last `count` lines (all kept ones by default), then, following, what comes.
             let mut request = ctx.api.get_deployment_console().deployment_id(id);
             if let Some(count) = count {
                 request = request.count(count);
@@ -223,16 +224,8 @@ pub async fn run(ctx: &Ctx, command: Deploy) -> Result<(), CliError> {
             for line in &lines {
                 super::builds::print_line(ctx, &serde_json::to_value(line).expect("serializes"));
             }
-        }
-        Deploy::Console { id, follow: true, count } => {
-            // Start `count` lines back (all kept lines by default), then follow.
-            let mut request = ctx.api.get_deployment_console().deployment_id(id);
-            if let Some(count) = count {
-                request = request.count(count);
-            }
-            let lines = request.send().await?.into_inner();
-            for line in &lines {
-                super::builds::print_line(ctx, &serde_json::to_value(line).expect("serializes"));
+            if !follow {
+                return Ok(());
             }
             let after = lines.last().map(|l| l.number).unwrap_or(-1);
             let stream = ctx

@@ -485,5 +485,24 @@ async fn deployments_update_roll_back_restart_and_show_stats() {
     assert!(table.contains("4321") && table.contains("RSS KIB"), "{table}");
     let events = setup.run(&["deploy", "events", &id]).await.ok().stdout;
     assert!(events.contains("update requested") && events.contains("rollback requested"), "{events}");
+    // The console: what is kept, then followed until the deployment is destroyed.
+    let console = format!("/api/v1/agent/deployments/{id}/console");
+    let ship = |text: &'static str| agent.post(&console, json!({"lines": [{"at_ms": 0, "text": text}]}));
+    ship("booting").await.expect(204);
+    assert_eq!(setup.run(&["deploy", "console", &id]).await.ok().stdout, "booting\n");
+    let follower = {
+        let (home, ca) = (setup.home.path().to_path_buf(), setup.ca_file.path().display().to_string());
+        let (url, token, id) = (setup.server.server.url.clone(), setup.token.clone(), id.clone());
+        tokio::spawn(async move {
+            let env =
+                [("PETREL_URL", url.as_str()), ("PETREL_TOKEN", token.as_str()), ("PETREL_CA", ca.as_str())];
+            petrel(&home, &env, &["deploy", "console", "--follow", &id]).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    ship("serving").await.expect(204);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     setup.run(&["deploy", "destroy", &id]).await.ok();
+    let followed = tokio::time::timeout(std::time::Duration::from_secs(30), follower).await.unwrap().unwrap();
+    assert_eq!(followed.ok().stdout, "booting\nserving\n");
 }
