@@ -79,6 +79,8 @@ pub fn cell(value: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) if items.is_empty() => "-".into(),
         Some(Value::Array(items)) => items.iter().map(|v| cell(Some(v))).collect::<Vec<_>>().join(","),
+        // Objects in a cell (a build's deployments) by their name.
+        Some(Value::Object(object)) if object.contains_key("name") => cell(object.get("name")),
         Some(other) => other.to_string(),
     }
 }

@@ -327,11 +327,24 @@ pub struct FleetQuery {
     pub name: String,
     /// Only this version; all versions when absent.
     pub version: Option<String>,
+    /// Only builds that running deployments (of tenants you belong to) were made from.
+    #[serde(default)]
+    pub deployed: Option<bool>,
     /// Items per page, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+}
+
+/// A deployment made from a build (in a fleet search).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeployedFrom {
+    pub deployment_id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// `pending`, `running` or `restarting`.
+    pub state: String,
 }
 
 /// A build that contains the package.
@@ -345,4 +358,7 @@ pub struct FleetHit {
     pub ecosystem: String,
     pub name: String,
     pub version: String,
+    /// The live deployments made from this build, of tenants you belong to: the running
+    /// unikernels that contain the package.
+    pub deployments: Vec<DeployedFrom>,
 }

@@ -4,8 +4,9 @@
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use petrel_wire::Page;
-use petrel_wire::builds::{FleetHit, FleetQuery};
+use petrel_wire::builds::{DeployedFrom, FleetHit, FleetQuery};
 use petrel_wire::page::PageQuery;
+use sqlx::types::Json as DbJson;
 use uuid::Uuid;
 
 use crate::auth::read::{MaybeCaller, ReadScope};
@@ -16,7 +17,8 @@ use crate::server::AppState;
 
 const ECOSYSTEMS: [&str; 5] = ["debian", "freebsd", "opam", "cargo", "system"];
 
-/// Builds containing a package, newest first.
+/// Builds containing a package, newest first, each with the live deployments made from it
+/// (`deployed=true`: only those): which builds, and which running unikernels, are affected.
 #[utoipa::path(
     tag = "builds",
     params(FleetQuery),
@@ -42,12 +44,31 @@ pub async fn search_fleet(
         Some((at, id)) => (at, Some(id)),
         None => (None, None),
     };
-    type Row = (Uuid, Uuid, String, String, Option<DateTime<Utc>>, String, String, String);
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        build_id: Uuid,
+        job_id: Uuid,
+        job_name: String,
+        platform: String,
+        finished_at: Option<DateTime<Utc>>,
+        ecosystem: String,
+        name: String,
+        version: String,
+        deployments: DbJson<Vec<DeployedFrom>>,
+    }
+    // Deployments are never public: only those of the caller's tenants (all for administrators).
+    const LIVE_DEPLOYMENTS: &str = "FROM deployments d WHERE d.build_id = b.id
+        AND d.state IN ('pending', 'running', 'restarting') AND ($1::boolean OR d.tenant_id = ANY($2::uuid[]))";
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT b.id, b.job_id, j.name, b.platform, b.finished_at, p.ecosystem, p.name, p.version
+        "SELECT b.id AS build_id, b.job_id, j.name AS job_name, b.platform, b.finished_at, p.ecosystem, p.name,
+                p.version,
+                COALESCE((SELECT json_agg(json_build_object('deployment_id', d.id, 'tenant_id', d.tenant_id,
+                                                            'name', d.name, 'state', d.state) ORDER BY d.name)
+                          {LIVE_DEPLOYMENTS}), '[]') AS deployments
            FROM build_packages p JOIN builds b ON b.id = p.build_id JOIN jobs j ON j.id = b.job_id
           WHERE {} AND p.ecosystem = $3 AND p.name = $4 AND ($5::text IS NULL OR p.version = $5)
             AND ($7::uuid IS NULL OR (COALESCE(b.finished_at, '-infinity'), b.id) < (COALESCE($6, '-infinity'), $7))
+            AND (NOT $9 OR EXISTS (SELECT 1 {LIVE_DEPLOYMENTS}))
           ORDER BY COALESCE(b.finished_at, '-infinity') DESC, b.id DESC LIMIT $8",
         ReadScope::SQL
     ))
@@ -59,19 +80,21 @@ pub async fn search_fleet(
     .bind(after_at)
     .bind(after_id)
     .bind(ks.fetch())
+    .bind(q.deployed.unwrap_or(false))
     .fetch_all(&state.db)
     .await?;
     let hits: Vec<FleetHit> = rows
         .into_iter()
-        .map(|(build_id, job_id, job_name, platform, finished_at, ecosystem, name, version)| FleetHit {
-            build_id,
-            job_id,
-            job_name,
-            platform,
-            finished_at,
-            ecosystem,
-            name,
-            version,
+        .map(|r| FleetHit {
+            build_id: r.build_id,
+            job_id: r.job_id,
+            job_name: r.job_name,
+            platform: r.platform,
+            finished_at: r.finished_at,
+            ecosystem: r.ecosystem,
+            name: r.name,
+            version: r.version,
+            deployments: r.deployments.0,
         })
         .collect();
     Ok(HttpResponse::Ok().json(page(hits, ks.limit, |h: &FleetHit| (h.finished_at, h.build_id))))

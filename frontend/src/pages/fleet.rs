@@ -112,9 +112,18 @@ fn results(hits: &[FleetHit]) -> String {
                     esc(&h.platform),
                     text("span", "mono", &h.version),
                     esc(&h.finished_at.as_ref().map(when).unwrap_or_else(|| "—".into())),
+                    esc(&running_as(h)),
                 ],
             )
         })
         .collect();
-    html::table("fleet-results", &["Build", "Job", "Platform", "Version", "Finished"], &rows)
+    html::table("fleet-results", &["Build", "Job", "Platform", "Version", "Finished", "Running as"], &rows)
+}
+
+/// The live deployments made from the build, by name.
+fn running_as(hit: &FleetHit) -> String {
+    if hit.deployments.is_empty() {
+        return "—".into();
+    }
+    hit.deployments.iter().map(|d| format!("{} ({})", d.name, d.state)).collect::<Vec<_>>().join(", ")
 }

@@ -208,6 +208,33 @@ pub async fn lookup(ctx: &Ctx, sha256: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+pub async fn fleet(
+    ctx: &Ctx,
+    ecosystem: &str,
+    name: &str,
+    version: Option<String>,
+    deployed: bool,
+    page: Page,
+) -> Result<(), CliError> {
+    let mut request = paged!(ctx.api.search_fleet(), page).ecosystem(ecosystem).name(name).deployed(deployed);
+    if let Some(version) = version {
+        request = request.version(version);
+    }
+    let hits = request.send().await?.into_inner();
+    ctx.out.list(
+        &hits,
+        &[
+            ("BUILD", "/build_id"),
+            ("JOB", "/job_name"),
+            ("PLATFORM", "/platform"),
+            ("VERSION", "/version"),
+            ("FINISHED", "/finished_at"),
+            ("RUNNING AS", "/deployments"),
+        ],
+    );
+    Ok(())
+}
+
 /// Prints console lines as text (or one JSON object per line with `--json`).
 pub fn print_line(ctx: &Ctx, line: &serde_json::Value) {
     if ctx.out.json {

@@ -68,6 +68,19 @@ pub enum Command {
     Build(builds::Build),
     /// Which build produced an artifact with this SHA-256.
     Lookup { sha256: String },
+    /// Which builds (and running deployments) contain a package: "are we affected?".
+    Fleet {
+        /// debian, freebsd, opam, cargo or system.
+        ecosystem: String,
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        /// Only builds that live deployments were made from.
+        #[arg(long)]
+        deployed: bool,
+        #[command(flatten)]
+        page: Page,
+    },
     /// Unikernel deployments on KVM hosts.
     #[command(subcommand)]
     Deploy(deployments::Deploy),
@@ -115,6 +128,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Job(c) => jobs::run(&ctx, c).await,
         Command::Build(c) => builds::run(&ctx, c).await,
         Command::Lookup { sha256 } => builds::lookup(&ctx, &sha256).await,
+        Command::Fleet { ecosystem, name, version, deployed, page } => {
+            builds::fleet(&ctx, &ecosystem, &name, version, deployed, page).await
+        }
         Command::Deploy(c) => deployments::run(&ctx, c).await,
         Command::Quota(c) => deployments::quota(&ctx, c).await,
         Command::Worker(c) => admin::worker(&ctx, c).await,

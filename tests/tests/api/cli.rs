@@ -430,8 +430,13 @@ async fn deployments_update_roll_back_restart_and_show_stats() {
         format!("{}=bin/web.hvt", file.display())
     };
     let spec = upload(b"web v1");
-    let v1 =
-        setup.run(&["build", "upload", "--job", &job_id, "--platform", "hvt", &spec, "--json"]).await.json();
+    let lock = dir.path().join("Cargo.lock");
+    std::fs::write(&lock, "version = 3\n\n[[package]]\nname = \"ring\"\nversion = \"0.17.8\"\n").unwrap();
+    let lock = lock.display().to_string();
+    let v1 = setup
+        .run(&["build", "upload", "--job", &job_id, "--platform", "hvt", &spec, &lock, "--json"])
+        .await
+        .json();
     let sha1 = v1["main_binary"]["sha256"].as_str().unwrap().to_string();
     let created = setup
         .run(&[
@@ -450,6 +455,12 @@ async fn deployments_update_roll_back_restart_and_show_stats() {
         .json();
     let id = created["id"].as_str().unwrap().to_string();
     setup.run(&["deploy", "update", &id]).await.fails_with(3, "no-update");
+    // Which running unikernels contain ring 0.17.8: this one.
+    let fleet =
+        setup.run(&["fleet", "cargo", "ring", "--version", "0.17.8", "--deployed", "--json"]).await.json();
+    assert_eq!(fleet["items"][0]["deployments"][0]["deployment_id"], id.as_str(), "{fleet}");
+    let table = setup.run(&["fleet", "cargo", "ring", "--deployed"]).await.ok().stdout;
+    assert!(table.contains("RUNNING AS") && table.contains(" web"), "{table}");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let spec = upload(b"web v2");
     let v2 =

@@ -451,3 +451,42 @@ async fn updates_roll_back_restarts_change_arguments_and_stats_are_kept() {
     stranger.get(&format!("{path}/stats")).await.expect_problem(404, "not-found");
     stranger.post(&format!("{path}/rollback"), json!({})).await.expect_problem(404, "not-found");
 }
+
+#[tokio::test]
+async fn the_fleet_search_names_the_running_deployments_of_a_package() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    agent(&admin, "kvm-1", &["br0"]).await;
+    quota(&admin, tenant, 4, 256, &["br0"]).await;
+    let job = api.job(tenant, "dns", true).await;
+    let lock: &[u8] = b"version = 3\n\n[[package]]\nname = \"dns\"\nversion = \"0.1.0\"\n\n[[package]]\nname = \"ring\"\nversion = \"0.17.8\"\n";
+    let build = Api::build(&admin, job, &[("bin/dns.hvt", b"dns image"), ("Cargo.lock", lock)]).await;
+    let sha = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let search = "/api/v1/fleet/packages?ecosystem=cargo&name=ring&version=0.17.8";
+    let hits = admin.get(search).await.expect(200).body;
+    assert_eq!(hits["items"][0]["build_id"], build["id"]);
+    assert_eq!(hits["items"][0]["deployments"], json!([]));
+    assert_eq!(admin.get(&format!("{search}&deployed=true")).await.expect(200).body["items"], json!([]));
+
+    let created = admin
+        .post(&format!("/api/v1/tenants/{tenant}/deployments"), create_body("resolver", &sha, 32))
+        .await
+        .expect(201);
+    let hits = admin.get(&format!("{search}&deployed=true")).await.expect(200).body;
+    let deployed = &hits["items"][0]["deployments"];
+    assert_eq!(deployed[0]["deployment_id"], created.body["id"], "{hits}");
+    assert_eq!(deployed[0]["name"], "resolver");
+    assert_eq!(deployed[0]["state"], "pending");
+    // The build is public, its deployments are not: strangers see the build only.
+    let anonymous = admin.anonymous().get(search).await.expect(200).body;
+    assert_eq!(anonymous["items"][0]["deployments"], json!([]));
+    assert_eq!(
+        admin.anonymous().get(&format!("{search}&deployed=true")).await.expect(200).body["items"],
+        json!([])
+    );
+    // Destroyed: no longer running anywhere.
+    admin.delete(&format!("/api/v1/deployments/{}", created.id())).await.expect(204);
+    assert_eq!(admin.get(&format!("{search}&deployed=true")).await.expect(200).body["items"], json!([]));
+}
