@@ -2,7 +2,8 @@
 //! a one-time token, the real `petrel-hvt` tender on /dev/kvm and the project's test guests
 //! uploaded as builds. A deployment runs and its console reaches the API; the restart policy
 //! restarts a failing unikernel and destroy stops the loop; an agent killed outright takes its
-//! tenders with it and, restarted, brings its deployments back.
+//! tenders with it and, restarted, brings its deployments back; an update to a newer build runs
+//! the new image and a rollback the old one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -236,4 +237,49 @@ async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
     assert_eq!(d["restarts"], 0, "an agent restart is not the unikernel's failure");
     let states = event_states(&admin, id).await;
     assert_eq!(states.iter().filter(|s| *s == "running").count(), 2, "{states:?}");
+}
+
+#[tokio::test]
+async fn a_deployment_updates_to_a_newer_build_and_rolls_back_on_the_agent() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, _agent, guests) = setup(&s, &admin, dir.path()).await;
+    // One job, two builds: `exit` first, then `hello` (both without devices, as updates need).
+    let job = Api { admin: &admin }.job(tenant, "svc", false).await;
+    let image = |name: &str| std::fs::read(guests.join(format!("{name}.hvt"))).unwrap();
+    let (old, new) = (image("exit"), image("hello"));
+    Api::build(&admin, job, &[("bin/svc.hvt", &old)]).await;
+    let old_sha = hex::encode(Sha256::digest(&old));
+    let id = deploy(&admin, tenant, "svc", &old_sha, &["7"], json!({"kind": "never"})).await;
+    let d = until(&admin, id, "exited 7", |d, console| {
+        d["state"] == "exited" && console.contains("exiting with status 7")
+    })
+    .await;
+    assert_eq!(d["exit_code"], 7);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = Api::build(&admin, job, &[("bin/svc.hvt", &new)]).await;
+    let new_sha = hex::encode(Sha256::digest(&new));
+    let shown = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
+    assert_eq!(shown["update_available"]["build_id"], newer["id"], "{shown}");
+
+    admin.post(&format!("/api/v1/deployments/{id}/update"), json!({})).await.expect(200);
+    let d = until(&admin, id, "ran the update", |d, console| {
+        d["state"] == "exited"
+            && d["image_sha256"] == new_sha.as_str()
+            && console.contains("Command line is: '7'")
+    })
+    .await;
+    assert_eq!(d["exit_code"], 0, "{d}");
+    admin.post(&format!("/api/v1/deployments/{id}/rollback"), json!({})).await.expect(200);
+    let d = until(&admin, id, "ran the old image again", |d, console| {
+        d["state"] == "exited" && console.matches("exiting with status 7").count() == 2
+    })
+    .await;
+    assert_eq!(d["exit_code"], 7, "{d}");
+    assert_eq!(d["image_sha256"], old_sha.as_str());
+    assert_eq!(
+        event_states(&admin, id).await,
+        ["pending", "running", "exited", "pending", "running", "exited", "pending", "running", "exited"]
+    );
 }
