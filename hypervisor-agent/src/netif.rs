@@ -35,3 +35,44 @@ pub(crate) fn if_ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::i
     }
     Ok(())
 }
+
+const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+
+/// `struct ethtool_drvinfo` (linux/ethtool.h).
+#[repr(C)]
+struct DriverInfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+/// The driver of interface `name` (`bridge`, `tun`, `veth` ...) in the calling thread's
+/// network namespace.
+pub(crate) fn driver(name: &str) -> io::Result<String> {
+    let sock = control_socket()?;
+    // SAFETY: DriverInfo is plain old data; all-zero is a valid value.
+    let mut info: DriverInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = ifreq_for(name);
+    req.ifr_ifru.ifru_data = (&mut info as *mut DriverInfo).cast();
+    if_ioctl(&sock, libc::SIOCETHTOOL, &mut req)?;
+    let end = info.driver.iter().position(|b| *b == 0).unwrap_or(info.driver.len());
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Interface names in the calling thread's network namespace (sysfs would show those of the
+/// namespace it was mounted in).
+pub(crate) fn interfaces() -> io::Result<Vec<String>> {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev")?;
+    // Two header lines, then `  name: counters...`.
+    Ok(dev.lines().skip(2).filter_map(|l| Some(l.split_once(':')?.0.trim().to_string())).collect())
+}

@@ -84,6 +84,17 @@ fn runtime() -> tokio::runtime::Runtime {
 // --- tap.rs ------------------------------------------------------------------------------
 
 #[test]
+fn the_inventory_lists_the_bridges_of_the_agents_network_namespace() {
+    in_netns("10.81.9", 1500, || {
+        sh(&["ip", "link", "add", "br-extra", "type", "bridge"]);
+        sh(&["ip", "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b"]);
+        // Nor loopback, veths or a tap.
+        let _tap = Tap::create("br0").unwrap();
+        assert_eq!(petrel_hypervisor::agent::inventory::bridges(), ["br-extra", "br0"]);
+    });
+}
+
+#[test]
 fn tap_is_up_on_its_bridge_with_its_mtu_and_removed_when_dropped() {
     in_netns("10.81.0", 1400, || {
         let tap = Tap::create("br0").expect("create a tap on br0");

@@ -233,3 +233,32 @@ pub async fn eventually(client: &Client, path: &str) -> client::Resp {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Runs `f` on a thread of its own in a new network namespace with loopback up and a bridge
+/// `br0` at `<subnet>.1/24`. Processes and threads started from that thread share the
+/// namespace; the test cluster is reached over its Unix socket, so PostgreSQL still answers.
+/// Needs root (CAP_NET_ADMIN), as CI has.
+pub fn in_netns<T: Send>(subnet: &str, f: impl FnOnce() -> T + Send) -> T {
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new(args[0]).args(&args[1..]).output().expect("run ip");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            // SAFETY: unshare only changes this thread's namespace membership.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "unshare(CLONE_NEWNET) (tests run as root): {}",
+                std::io::Error::last_os_error()
+            );
+            sh(&["ip", "link", "set", "lo", "up"]);
+            sh(&["ip", "link", "add", "br0", "type", "bridge"]);
+            sh(&["ip", "addr", "add", &format!("{subnet}.1/24"), "dev", "br0"]);
+            sh(&["ip", "link", "set", "br0", "up"]);
+            f()
+        });
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}

@@ -26,7 +26,7 @@ pub fn collect(state_dir: &Path, tender: &Path) -> Result<Inventory, InventoryEr
     Ok(Inventory {
         cpus: cpus()?,
         memory_mib: memory_mib()?,
-        bridges: bridges(Path::new("/sys/class/net")),
+        bridges: bridges(),
         block_mib: block_mib(state_dir)?,
         tender_version,
         tender_abi,
@@ -58,13 +58,12 @@ pub fn parse_meminfo(text: &str) -> Option<u64> {
     (words.next() == Some("kB")).then_some(kib / 1024)
 }
 
-/// Interfaces under `sys_class_net` that are bridges (they have a `bridge/` directory), sorted.
-pub fn bridges(sys_class_net: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(sys_class_net) else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.path().join("bridge").is_dir())
-        .filter_map(|e| e.file_name().into_string().ok())
+/// The bridges of the agent's network namespace, sorted: interfaces whose driver is `bridge`.
+pub fn bridges() -> Vec<String> {
+    let mut names: Vec<String> = crate::netif::interfaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| crate::netif::driver(name).is_ok_and(|d| d == "bridge"))
         .collect();
     names.sort();
     names
@@ -129,18 +128,6 @@ mod tests {
             Some(("solo5-hvt v0.9.1".into(), 2))
         );
         assert_eq!(parse_version("petrel-hvt tender, version 0.1.0\n"), None);
-    }
-
-    #[test]
-    fn bridges_are_interfaces_with_a_bridge_directory() {
-        let dir = std::env::temp_dir().join(format!("petrel-inventory-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("br1/bridge")).unwrap();
-        std::fs::create_dir_all(dir.join("br0/bridge")).unwrap();
-        std::fs::create_dir_all(dir.join("eth0")).unwrap();
-        assert_eq!(bridges(&dir), ["br0", "br1"]);
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(bridges(&dir).is_empty());
     }
 
     #[test]

@@ -67,7 +67,12 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The tender (`petrel-hvt`), see [`default_tender`].
     pub tender: PathBuf,
+    /// Between two stats samples of a running unikernel.
+    pub stats_interval: std::time::Duration,
 }
+
+/// As albatross: every 10 seconds.
+pub const DEFAULT_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `agent.json` in the state directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,7 +168,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
     // Checks the tender before anything runs: without one there is nothing to do.
     let inventory = config.inventory().await?;
     tracing::info!(?inventory, "starting");
-    let runtime = RuntimeConfig::new(config.tender.clone(), inventory.tender_abi, config.image_dir());
+    let mut runtime = RuntimeConfig::new(config.tender.clone(), inventory.tender_abi, config.image_dir());
+    runtime.stats_interval = config.stats_interval;
     let mut reconciler = Reconciler::new(client.clone(), runtime)?;
     let (revoked_tx, revoked) = watch::channel(None);
     let heartbeat = tokio::spawn(heartbeats(client.clone(), config.clone(), inventory, revoked_tx));

@@ -76,7 +76,7 @@ impl RuntimeConfig {
             backoff: Backoff::default(),
             start_timeout: Duration::from_secs(60),
             console_interval: Duration::from_millis(200),
-            stats_interval: Duration::from_secs(10),
+            stats_interval: super::DEFAULT_STATS_INTERVAL,
         }
     }
 }

@@ -33,6 +33,9 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        /// Seconds between two stats samples of each running unikernel.
+        #[arg(long, env = "PETREL_AGENT_STATS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        stats_interval: u64,
     },
 }
 
@@ -60,6 +63,7 @@ impl Common {
             ca_pem,
             state_dir: self.state_dir,
             tender: self.tender.unwrap_or_else(agent::default_tender),
+            stats_interval: agent::DEFAULT_STATS_INTERVAL,
         })
     }
 }
@@ -102,9 +106,11 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { common } => {
+        Command::Run { common, stats_interval } => {
             let stop = stop_signal()?;
-            agent::run(common.config()?, stop).await?;
+            let mut config = common.config()?;
+            config.stats_interval = std::time::Duration::from_secs(stats_interval);
+            agent::run(config, stop).await?;
             Ok(())
         }
     }

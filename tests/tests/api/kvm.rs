@@ -64,6 +64,7 @@ impl AgentProcess {
             .arg(state)
             .arg("--tender")
             .arg(workspace_binary("petrel-hvt"))
+            .args(["--stats-interval", "1"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .spawn()
@@ -282,4 +283,63 @@ async fn a_deployment_updates_to_a_newer_build_and_rolls_back_on_the_agent() {
         event_states(&admin, id).await,
         ["pending", "running", "exited", "pending", "running", "exited", "pending", "running", "exited"]
     );
+}
+
+#[test]
+fn a_net_unikernel_deployed_through_the_api_answers_ping_and_reports_its_traffic() {
+    // The API, the agent, its tender and `ping` all in one network namespace with a bridge.
+    petrel_tests::in_netns("10.82.1", || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let s = TestServer::start().await;
+            let admin = s.admin().await;
+            let dir = tempfile::tempdir().unwrap();
+            let tenant = Api { admin: &admin }.tenant("web", None).await;
+            admin
+                .put(
+                    &format!("/api/v1/tenants/{tenant}/quota"),
+                    json!({"unikernels": 1, "memory_mib": 64, "block_mib": 0, "cpus": [], "bridges": ["br0"]}),
+                )
+                .await
+                .expect(200);
+            let token = admin.post("/api/v1/agents/enrollments", json!({"name": "netns-host"})).await.expect(201);
+            let _agent = AgentProcess::enroll_and_start(&s, token.body["token"].as_str().unwrap(), dir.path()).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while admin.get("/api/v1/agents").await.expect(200).body["items"][0]["inventory"]["bridges"] != json!(["br0"]) {
+                assert!(std::time::Instant::now() < deadline, "the agent never reported its bridge");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let guests = guests(dir.path());
+            let sha = upload_guest(&admin, tenant, &guests, "net").await;
+            let body = json!({"name": "web", "image_sha256": sha, "memory_mib": 8, "args": ["ip=10.82.1.2"],
+                              "nets": [{"device": "service0", "bridge": "br0", "mac": "02:00:00:82:01:02"}],
+                              "restart": {"kind": "never"}});
+            let id = admin.post(&format!("/api/v1/tenants/{tenant}/deployments"), body).await.expect(201).id();
+            until(&admin, id, "serving", |d, console| {
+                d["state"] == "running" && console.contains("Serving 10.82.1.2 on 02:00:00:82:01:02")
+            })
+            .await;
+            let ping = tokio::process::Command::new("ping")
+                .args(["-n", "-c", "3", "-i", "0.3", "-W", "5", "-w", "30", "10.82.1.2"])
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&ping.stdout);
+            assert!(ping.status.success() && text.contains(" 3 received"), "{text}");
+            // Its traffic in the stats the agent sends every second.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let stats = admin.get(&format!("/api/v1/deployments/{id}/stats")).await.expect(200).body;
+                let net = &stats["latest"]["nets"][0];
+                if net["rx_packets"].as_u64().unwrap_or(0) >= 3 && net["tx_packets"].as_u64().unwrap_or(0) >= 3 {
+                    assert_eq!(net["device"], "service0");
+                    assert!(stats["latest"]["rss_kib"].as_u64().unwrap() > 1024, "{stats}");
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "no stats with the pings: {stats}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            admin.delete(&format!("/api/v1/deployments/{id}")).await.expect(204);
+        })
+    });
 }
