@@ -487,19 +487,25 @@ async fn report_states<C: Control>(
     }
 }
 
-/// Ships console lines in batches every `console_interval`; lines the API cannot take now are
-/// kept (bounded, see [`ConsoleBuffer`]). After `done`, one last batch, bounded in time.
+/// Ships console lines as they arrive, at most once per `console_interval`: the first lines
+/// of a quiet unikernel go at once, a chatty one's in batches. Lines the API cannot take now
+/// are kept for the next time; what remains at the end is sent once more.
 async fn ship_console<C: Control>(
     ctx: Arc<Ctx<C>>,
     id: Uuid,
     console: ConsoleBuffer,
     mut done: oneshot::Receiver<()>,
 ) {
-    let mut tick = tokio::time::interval(ctx.config.console_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => ship(&*ctx.control, id, &console).await,
+            _ = console.arrival() => {
+                ship(&*ctx.control, id, &console).await;
+                // Lines arriving meanwhile wait for the next batch.
+                tokio::select! {
+                    _ = tokio::time::sleep(ctx.config.console_interval) => {}
+                    _ = &mut done => break,
+                }
+            }
             _ = &mut done => break,
         }
     }

@@ -126,6 +126,8 @@ impl LineSplitter {
 #[derive(Debug, Clone, Default)]
 pub struct ConsoleBuffer {
     inner: Arc<Mutex<ConsoleInner>>,
+    /// Woken by new lines, so the shipper sends the first ones at once.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +146,13 @@ impl ConsoleBuffer {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.lines.push_back(NewConsoleLine { at_ms, text });
         inner.trim();
+        drop(inner);
+        self.arrived.notify_one();
+    }
+
+    /// Resolves once lines arrived since the last call (at once if some did meanwhile).
+    pub async fn arrival(&self) {
+        self.arrived.notified().await;
     }
 
     /// Everything waiting, oldest first.
@@ -159,6 +168,9 @@ impl ConsoleBuffer {
             inner.lines.push_front(line);
         }
         inner.trim();
+        drop(inner);
+        // The shipper tries them again after its interval.
+        self.arrived.notify_one();
     }
 
     /// Lines dropped so far because the buffer was full.
