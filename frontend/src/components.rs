@@ -47,6 +47,7 @@ pub fn Shell(children: ChildrenFn, #[prop(optional)] public: bool) -> impl IntoV
                 <A href="/jobs">"Jobs"</A>
                 <A href="/fleet">"Fleet search"</A>
                 {move || signed_in.get().then(|| view! {
+                    <A href="/deployments">"Deployments"</A>
                     <A href="/tenants">"Tenants"</A>
                     <A href="/tokens">"API tokens"</A>
                 })}

@@ -15,7 +15,7 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::Shell;
-use crate::pages::{audit, build, compare, fleet, jobs, login, tenants, tokens, users, workers};
+use crate::pages::{audit, build, compare, deployments, fleet, jobs, login, tenants, tokens, users, workers};
 
 #[component]
 fn App() -> impl IntoView {
@@ -36,6 +36,8 @@ fn App() -> impl IntoView {
                 <Route path=path!("/builds/:a/compare/:b") view=compare::ComparePage/>
                 <Route path=path!("/fleet") view=fleet::Fleet/>
                 <Route path=path!("/workers") view=workers::Workers/>
+                <Route path=path!("/deployments") view=deployments::DeploymentList/>
+                <Route path=path!("/deployments/:id") view=deployments::DeploymentPage/>
             </Routes>
         </Router>
     }

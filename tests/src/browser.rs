@@ -216,15 +216,19 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
     }
 
-    /// Selects the option of a `<select>` whose visible text is `label`.
+    /// Selects the option of a `<select>` whose visible text is `label`, waiting (as `find`
+    /// does) for the options to load.
     pub async fn select(&self, css: &str, label: &str) {
-        let options = self.find_all(&format!("{css} option")).await;
-        for o in options {
-            if self.text(&o).await == label {
-                return self.click_element(&o).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            for o in self.find_all(&format!("{css} option")).await {
+                if self.text(&o).await == label {
+                    return self.click_element(&o).await;
+                }
             }
+            assert!(std::time::Instant::now() < deadline, "no option {label:?} in {css}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("no option {label:?} in {css}");
     }
 
     /// Saves a PNG screenshot under target/screenshots.

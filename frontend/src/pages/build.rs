@@ -93,7 +93,7 @@ fn BuildDetails(
 ) -> impl IntoView {
     view! {
         <h2 id="console-heading">"Console"</h2>
-        <LiveConsole id=id on_news=on_news/>
+        <LiveConsole stream=format!("/api/v1/builds/{id}/console/stream") on_news=on_news/>
         <h2>"Artifacts"</h2>
         {section(format!("/api/v1/builds/{id}/artifacts"), Some(version), draw_as(move |a: &Vec<Artifact>| artifacts(id, a)))}
         <h2>"Inputs"</h2>
@@ -287,10 +287,17 @@ struct Stream {
     _listeners: Vec<Closure<dyn FnMut(Event)>>,
 }
 
-/// The console, followed live over server-sent events (all lines, then new ones as they come,
-/// then the end). EventSource reconnects by itself, sending `Last-Event-ID`.
+/// The console at `stream` (a build's or a deployment's), followed live over server-sent events
+/// (all lines, then new ones as they come, then the end). EventSource reconnects by itself,
+/// sending `Last-Event-ID`.
 #[component]
-fn LiveConsole(id: Uuid, on_news: impl Fn() + Copy + 'static) -> impl IntoView {
+pub(crate) fn LiveConsole(
+    stream: String,
+    on_news: impl Fn() + Copy + 'static,
+    /// Lines carry wall-clock times (a deployment's), not times since the start (a build's).
+    #[prop(optional)]
+    wall_clock: bool,
+) -> impl IntoView {
     // Lines are appended to the DOM as they come (never re-rendered): only their count is state.
     let count = RwSignal::new(0usize);
     let last = StoredValue::new(None::<i64>);
@@ -300,6 +307,7 @@ fn LiveConsole(id: Uuid, on_news: impl Fn() + Copy + 'static) -> impl IntoView {
     let console = NodeRef::<leptos::html::Div>::new();
     let pending = StoredValue::new(Vec::<ConsoleLine>::new());
     let flush_scheduled = StoredValue::new(false);
+    let url = stream;
     let stream = StoredValue::new_local(None::<Stream>);
 
     let scroll_to_end = move || {
@@ -328,7 +336,8 @@ fn LiveConsole(id: Uuid, on_news: impl Fn() + Copy + 'static) -> impl IntoView {
                 {
                     time.set_class_name("console-time");
                     let _ = time.set_attribute("aria-hidden", "true");
-                    time.set_text_content(Some(&format_ms(line.at_ms)));
+                    let at = if wall_clock { time_of_day(line.at_ms) } else { format_ms(line.at_ms) };
+                    time.set_text_content(Some(&at));
                     text.set_class_name("console-text");
                     text.set_text_content(Some(&line.text));
                     let _ = row.append_child(&time);
@@ -358,7 +367,6 @@ fn LiveConsole(id: Uuid, on_news: impl Fn() + Copy + 'static) -> impl IntoView {
         });
     };
 
-    let url = format!("/api/v1/builds/{id}/console/stream");
     match EventSource::new(&url) {
         Err(_) => link.set(Link::Failed("this browser cannot follow the console".into())),
         Ok(source) => {
@@ -459,6 +467,12 @@ fn LiveConsole(id: Uuid, on_news: impl Fn() + Copy + 'static) -> impl IntoView {
         {move || (count.get() == 0 && matches!(link.get(), Link::Ended(_)))
             .then(|| raw(html::el("p", &[("class", "muted"), ("data-testid", "console-empty")], "The console is empty.")))}
     }
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+fn time_of_day(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }
 
 fn format_ms(ms: i64) -> String {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod build;
 pub mod build_viz;
 pub mod compare;
+pub mod deployments;
 pub mod fleet;
 pub mod jobs;
 pub mod login;

@@ -1,7 +1,8 @@
 //! The SPA in a real headless Chromium against the real API over HTTPS: sign in, see tenants,
 //! create a tenant (and see the API's refusal next to the form), create an API token and use
 //! it, sign out; run a job and follow its build live, with its treemap, dependency graph and a
-//! comparison of two builds. Screenshots of the pages are kept in target/screenshots.
+//! comparison of two builds; see deployments with their console, stats and history, update,
+//! roll back and destroy one. Screenshots of the pages are kept in target/screenshots.
 
 use petrel_tests::TestServer;
 use petrel_tests::browser::{Browser, frontend_dist};
@@ -163,4 +164,97 @@ async fn run_a_job_follow_its_console_and_see_its_build_treemap_graph_and_compar
     b.goto(&format!("/builds/{rust_build}")).await;
     b.find("svg#dependency-graph rect.graph-node").await;
     b.screenshot("dependency-graph").await;
+}
+
+#[tokio::test]
+async fn see_deployments_their_console_stats_and_history_update_roll_back_and_destroy() {
+    use petrel_tests::Api;
+    use serde_json::json;
+
+    let dist = frontend_dist();
+    let s = TestServer::start_with(move |c| c.frontend_dir = Some(dist)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": 4, "memory_mib": 256, "block_mib": 0, "cpus": [], "bridges": []}),
+        )
+        .await
+        .expect(200);
+    // An agent speaking the protocol from here: no KVM needed to show what agents report.
+    let (_, agent) = super::deployments::agent(&admin, "kvm-1", &[]).await;
+    let job = api.job(tenant, "web", false).await;
+    let v1 = Api::build(&admin, job, &[("bin/web.hvt", b"web v1")]).await;
+    let sha1 = v1["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let body = json!({"name": "web", "image_sha256": sha1, "memory_mib": 32, "restart": {"kind": "never"}});
+    let id = admin.post(&format!("/api/v1/tenants/{tenant}/deployments"), body).await.expect(201).id();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let v2 = Api::build(&admin, job, &[("bin/web.hvt", b"web v2")]).await;
+    let sha2 = v2["main_binary"]["sha256"].as_str().unwrap().to_string();
+    let assigned =
+        agent.post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0})).await.expect(200);
+    let revision = assigned.body["deployments"][0]["revision"].as_i64().unwrap();
+    agent
+        .post(
+            &format!("/api/v1/agent/deployments/{id}/state"),
+            json!({"revision": revision, "state": "running"}),
+        )
+        .await
+        .expect(204);
+    let lines =
+        json!({"lines": [{"at_ms": 0, "text": "booting web"}, {"at_ms": 1, "text": "serving on :80"}]});
+    agent.post(&format!("/api/v1/agent/deployments/{id}/console"), lines).await.expect(204);
+    for (i, rss) in [9000, 9500, 9800].iter().enumerate() {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(10 * i as i64);
+        let sample = json!({"at": at, "uptime_ms": 10_000 * i, "cpu_user_ms": 100 * i, "cpu_system_ms": 20 * i,
+                            "rss_kib": rss, "nets": []});
+        agent.post(&format!("/api/v1/agent/deployments/{id}/stats"), sample).await.expect(204);
+    }
+
+    let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
+    let b = Browser::start(&s.server.url, &key).await;
+    b.goto("/login").await;
+    b.type_into("input[name=username]", "admin").await;
+    b.type_into("input[name=password]", &s.admin_password).await;
+    b.click("button[type=submit]").await;
+    b.find("[data-testid=tenant-row]").await;
+    b.goto("/deployments").await;
+    b.select("select[name=deployment-tenant]", "robur").await;
+    b.find("[data-testid=deployment-row] [data-testid=update-available]").await;
+    b.wait_for_text("running").await;
+    b.screenshot("deployments").await;
+    b.goto(&format!("/deployments/{id}")).await;
+    b.find("#console .console-line").await;
+    b.wait_for_text("serving on :80").await;
+    b.find("svg[data-testid=memory-chart] polyline").await;
+    b.find("svg[data-testid=cpu-chart] polyline").await;
+    b.find("[data-testid=event-row]").await;
+    b.find("[data-testid=update-available] a").await;
+    b.screenshot("deployment").await;
+
+    // Update to the newer build, then roll back: the page follows.
+    b.click("[data-testid=update]").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while shown_image(&b).await != sha2 {
+        assert!(std::time::Instant::now() < deadline, "the page never showed the update");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.click("[data-testid=rollback]").await;
+    while shown_image(&b).await != sha1 {
+        assert!(std::time::Instant::now() < deadline, "the page never showed the rollback");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.click("[data-testid=destroy]").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.current_path().await != "/deployments" {
+        assert!(std::time::Instant::now() < deadline, "destroy did not return to the list");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    admin.get(&format!("/api/v1/deployments/{id}")).await.expect_problem(404, "not-found");
+}
+
+async fn shown_image(b: &Browser) -> String {
+    b.text(&b.find("[data-testid=deployment-image]").await).await
 }

@@ -16,7 +16,7 @@ fn inventory(bridges: &[&str]) -> Value {
 }
 
 /// Enrolls an agent; returns (its id, a client that sends its credential).
-async fn agent(admin: &Client, name: &str, bridges: &[&str]) -> (Uuid, Client) {
+pub(super) async fn agent(admin: &Client, name: &str, bridges: &[&str]) -> (Uuid, Client) {
     let enrollment = admin.post("/api/v1/agents/enrollments", json!({"name": name})).await.expect(201);
     let token = enrollment.body["token"].as_str().unwrap().to_string();
     let enrolled = admin
