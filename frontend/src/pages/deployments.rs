@@ -335,22 +335,26 @@ fn stats_charts(stats: &StatsHistory) -> String {
     )
 }
 
+/// A line chart of `values` scaled to the largest, in integer coordinates (a pixel's precision
+/// is all a 320×100 chart shows).
 fn line_chart(testid: &str, title: &str, values: &[f64]) -> String {
-    const W: f64 = 320.0;
-    const H: f64 = 100.0;
+    const W: i64 = 320;
+    const H: i64 = 100;
     let max = values.iter().cloned().fold(f64::MIN_POSITIVE, f64::max);
-    let step = W / (values.len().max(2) - 1) as f64;
+    let last = values.len().max(2) as i64 - 1;
     let points: Vec<String> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, H - v / max * (H - 4.0)))
+        .map(|(i, v)| format!("{},{}", i as i64 * W / last, H - (v / max * (H - 4) as f64) as i64))
         .collect();
+    let tenths = (max * 10.0).round() as i64;
     format!(
-        "<figure class=\"chart\"><figcaption>{} (max {:.1})</figcaption>\
+        "<figure class=\"chart\"><figcaption>{} (max {}.{})</figcaption>\
          <svg data-testid=\"{testid}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">\
          <polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/></svg></figure>",
         esc(title),
-        max,
+        tenths / 10,
+        tenths % 10,
         esc(title),
         points.join(" ")
     )
