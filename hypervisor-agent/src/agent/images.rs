@@ -74,7 +74,10 @@ impl ImageCache {
         let path = self.dir.join(sha256);
         let io = |source| ImageError::Io { path: path.display().to_string(), source };
         match hash_file(&path).await {
-            Ok(got) if got == sha256 => return Ok(path),
+            Ok(got) if got == sha256 => {
+                touch(&path);
+                return Ok(path);
+            }
             Ok(got) => {
                 tracing::warn!(%sha256, %got, "a cached image was damaged; fetching it again");
                 tokio::fs::remove_file(&path).await.map_err(io)?;
@@ -100,18 +103,33 @@ impl ImageCache {
         Ok(path)
     }
 
-    /// Removes cached images that no assignment uses any more.
-    pub fn prune(&self, keep: &HashSet<String>) {
+    /// Removes cached images that no assignment uses and none used for `unused_for`: a
+    /// redeployment, or a rollback to the image an update replaced, finds it still here.
+    pub fn prune(&self, keep: &HashSet<String>, unused_for: std::time::Duration) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if is_sha256(&name) && !keep.contains(&name) {
+            let idle = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|used| used.elapsed().ok())
+                .is_none_or(|idle| idle >= unused_for);
+            if is_sha256(&name) && !keep.contains(&name) && idle {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => tracing::debug!(sha256 = %name, "removed an unused image"),
                     Err(e) => tracing::warn!(sha256 = %name, "cannot remove an unused image: {e}"),
                 }
             }
         }
+    }
+}
+
+/// Marks a cached image as just used (its modification time), for [`ImageCache::prune`].
+fn touch(path: &Path) {
+    let now = std::time::SystemTime::now();
+    if let Err(e) = std::fs::File::options().write(true).open(path).and_then(|f| f.set_modified(now)) {
+        tracing::debug!(path = %path.display(), "cannot mark an image as used: {e}");
     }
 }
 

@@ -64,6 +64,8 @@ pub struct RuntimeConfig {
     pub console_interval: Duration,
     /// How often a running unikernel's stats are sampled and sent.
     pub stats_interval: Duration,
+    /// How long an image no assignment uses stays cached.
+    pub image_grace: Duration,
 }
 
 impl RuntimeConfig {
@@ -77,6 +79,7 @@ impl RuntimeConfig {
             start_timeout: Duration::from_secs(60),
             console_interval: Duration::from_millis(200),
             stats_interval: super::DEFAULT_STATS_INTERVAL,
+            image_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -153,7 +156,7 @@ impl<C: Control> Reconciler<C> {
             }
         }
         let keep: HashSet<String> = assignments.iter().map(|a| a.image_sha256.clone()).collect();
-        self.ctx.images.prune(&keep);
+        self.ctx.images.prune(&keep, self.ctx.config.image_grace);
     }
 
     /// Stops every tender (SIGTERM, SIGKILL after the grace) and removes the taps, without
