@@ -251,18 +251,6 @@ pub fn error_view(e: ApiError) -> AnyView {
     view! { <p class="error" role="alert">{e.message}</p> }.into_any()
 }
 
-/// A build status as the API spells it (`timed_out`).
-pub fn status_name(status: BuildStatus) -> &'static str {
-    match status {
-        BuildStatus::Queued => "queued",
-        BuildStatus::Running => "running",
-        BuildStatus::Succeeded => "succeeded",
-        BuildStatus::Failed => "failed",
-        BuildStatus::Cancelled => "cancelled",
-        BuildStatus::TimedOut => "timed_out",
-    }
-}
-
 /// Whether the build may still change (and so can be cancelled).
 pub fn is_active(status: BuildStatus) -> bool {
     matches!(status, BuildStatus::Queued | BuildStatus::Running)
@@ -270,7 +258,7 @@ pub fn is_active(status: BuildStatus) -> bool {
 
 /// A coloured badge with the status' name, as markup (see `html`).
 pub fn status_html(status: BuildStatus) -> String {
-    let name = status_name(status);
+    let name = status.as_str();
     html::el("span", &[("class", &format!("badge status status-{name}")), ("data-status", name)], name)
 }
 

@@ -18,8 +18,8 @@ use crate::generated::Client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("the CA certificate is not PEM: {0}")]
-    BadCa(reqwest::Error),
+    #[error("{0}")]
+    BadCa(petrel_wire::http::ClientError),
     #[error("the token contains characters a header cannot carry")]
     BadToken,
     #[error("{0} is not an https:// URL with a host")]
@@ -40,13 +40,10 @@ pub enum ConnectError {
 
 /// A reqwest client for `url`'s API: the CA's PEM when given, else the system's roots.
 pub fn http(ca_pem: Option<&str>, token: Option<&str>) -> Result<reqwest::Client, ConnectError> {
-    let mut builder = reqwest::Client::builder().use_rustls_tls().redirect(reqwest::redirect::Policy::none());
-    builder = match ca_pem {
-        Some(pem) => builder.tls_built_in_root_certs(false).add_root_certificate(
-            reqwest::Certificate::from_pem(pem.as_bytes()).map_err(ConnectError::BadCa)?,
-        ),
-        None => builder.tls_built_in_root_certs(true),
-    };
+    let agent = concat!("petrel/", env!("CARGO_PKG_VERSION"));
+    let mut builder = petrel_wire::http::pinned_client(ca_pem.map(str::as_bytes), agent)
+        .map_err(ConnectError::BadCa)?
+        .redirect(reqwest::redirect::Policy::none());
     if let Some(token) = token {
         let mut headers = HeaderMap::new();
         let mut value =

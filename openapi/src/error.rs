@@ -1,5 +1,6 @@
 //! The CLI's failures and their exit codes (documented in `petrel --help`).
 
+pub use petrel_wire::http::error_chain;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +83,7 @@ impl<E: serde::Serialize> From<progenitor_client::Error<E>> for CliError {
             }
             Error::UnexpectedResponse(response) => problem(response.status().as_u16(), &Value::Null),
             Error::CommunicationError(e) | Error::ResponseBodyError(e) | Error::InvalidUpgrade(e) => {
-                CliError::Unreachable(crate::error::chain(&e))
+                CliError::Unreachable(error_chain(&e))
             }
             Error::InvalidResponsePayload(_, e) => {
                 CliError::Other(anyhow::anyhow!("the API's answer does not match its contract: {e}"))
@@ -95,21 +96,6 @@ impl<E: serde::Serialize> From<progenitor_client::Error<E>> for CliError {
 
 impl From<reqwest::Error> for CliError {
     fn from(e: reqwest::Error) -> CliError {
-        CliError::Unreachable(chain(&e))
+        CliError::Unreachable(error_chain(&e))
     }
-}
-
-/// An error with its causes, `a: b: c` (reqwest hides the interesting part in its sources).
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -53,7 +53,7 @@ where
     let mut size = 0u64;
     let result: Result<(), CliError> = async {
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| CliError::Unreachable(crate::error::chain(&e)))?;
+            let chunk = chunk.map_err(|e| CliError::Unreachable(crate::error::error_chain(&e)))?;
             hash.update(&chunk);
             file.write_all(&chunk).await.map_err(io(&partial))?;
             size += chunk.len() as u64;

@@ -216,6 +216,15 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
     }
 
+    /// Signs in on the login page and waits for the page it leads to (the tenants).
+    pub async fn sign_in(&self, username: &str, password: &str) {
+        self.goto("/login").await;
+        self.type_into("input[name=username]", username).await;
+        self.type_into("input[name=password]", password).await;
+        self.click("button[type=submit]").await;
+        self.find("[data-testid=tenant-row]").await;
+    }
+
     /// Selects the option of a `<select>` whose visible text is `label`, waiting (as `find`
     /// does) for the options to load.
     pub async fn select(&self, css: &str, label: &str) {

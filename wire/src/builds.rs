@@ -118,6 +118,20 @@ pub enum BuildStatus {
     TimedOut,
 }
 
+impl BuildStatus {
+    /// As the API and the database spell it (`timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Queued => "queued",
+            BuildStatus::Running => "running",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+            BuildStatus::Cancelled => "cancelled",
+            BuildStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// How a build ended: kind and code kept apart, never one packed integer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]

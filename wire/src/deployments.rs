@@ -154,6 +154,21 @@ pub enum DeploymentState {
     Unknown,
 }
 
+impl DeploymentState {
+    /// As the API and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Pending => "pending",
+            DeploymentState::Running => "running",
+            DeploymentState::Restarting => "restarting",
+            DeploymentState::Exited => "exited",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Stopped => "stopped",
+            DeploymentState::Unknown => "unknown",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Deployment {
     pub id: Uuid,

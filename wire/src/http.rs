@@ -43,6 +43,29 @@ impl ClientError {
     }
 }
 
+/// A client builder that trusts only `ca_pem` (the API's CA) when given, else the system roots;
+/// also for clients that add their own settings (the CLI's generated client).
+pub fn pinned_client(ca_pem: Option<&[u8]>, user_agent: &str) -> Result<reqwest::ClientBuilder, ClientError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(user_agent);
+    if let Some(pem) = ca_pem {
+        // Parsed here: reqwest would take a PEM without a certificate and trust nothing.
+        let cas = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ClientError::Local(format!("the CA: {}", error_chain(&e))))?;
+        if cas.is_empty() {
+            return Err(ClientError::Local("the CA file holds no PEM certificate".into()));
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for ca in cas {
+            builder = builder.add_root_certificate(ca);
+        }
+    }
+    Ok(builder)
+}
+
 /// An HTTPS client of one Petrel API.
 #[derive(Clone)]
 pub struct ApiHttp {
@@ -60,24 +83,8 @@ impl ApiHttp {
         credential: Option<String>,
         user_agent: &str,
     ) -> Result<ApiHttp, ClientError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .user_agent(user_agent);
-        if let Some(pem) = ca_pem {
-            // Parsed here: reqwest would take a PEM without a certificate and trust nothing.
-            let cas = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| ClientError::Local(format!("the CA: {}", error_chain(&e))))?;
-            if cas.is_empty() {
-                return Err(ClientError::Local("the CA file holds no PEM certificate".into()));
-            }
-            builder = builder.tls_built_in_root_certs(false);
-            for ca in cas {
-                builder = builder.add_root_certificate(ca);
-            }
-        }
-        let http = builder.build().map_err(|e| ClientError::Local(error_chain(&e)))?;
+        let http =
+            pinned_client(ca_pem, user_agent)?.build().map_err(|e| ClientError::Local(error_chain(&e)))?;
         Ok(ApiHttp { http, base: base.trim_end_matches('/').to_string(), credential })
     }
 

@@ -165,14 +165,14 @@ pub async fn report_state(
     let mut tx = state.db.begin().await?;
     let revision = assigned(&mut tx, &agent, id).await?;
     if body.revision == revision {
-        let state_name = serde_json::to_value(body.state).ok().and_then(|v| v.as_str().map(str::to_string));
+        let state_name = body.state.as_str();
         sqlx::query(
             "UPDATE deployments SET state = $2::deployment_state, exit_code = $3, message = $4, updated_at = now(),
                     restarts = restarts + CASE WHEN $2 = 'restarting' THEN 1 ELSE 0 END
               WHERE id = $1",
         )
         .bind(id)
-        .bind(&state_name)
+        .bind(state_name)
         .bind(body.exit_code)
         .bind(&body.message)
         .execute(&mut *tx)
@@ -181,7 +181,7 @@ pub async fn report_state(
             "INSERT INTO deployment_events (deployment_id, state, exit_code, message) VALUES ($1, $2::deployment_state, $3, $4)",
         )
         .bind(id)
-        .bind(&state_name)
+        .bind(state_name)
         .bind(body.exit_code)
         .bind(&body.message)
         .execute(&mut *tx)

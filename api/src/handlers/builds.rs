@@ -65,17 +65,6 @@ pub(crate) fn status_from_db(s: &str) -> BuildStatus {
     }
 }
 
-pub(crate) fn status_to_db(s: BuildStatus) -> &'static str {
-    match s {
-        BuildStatus::Queued => "queued",
-        BuildStatus::Running => "running",
-        BuildStatus::Succeeded => "succeeded",
-        BuildStatus::Failed => "failed",
-        BuildStatus::Cancelled => "cancelled",
-        BuildStatus::TimedOut => "timed_out",
-    }
-}
-
 impl From<BuildRow> for Build {
     fn from(r: BuildRow) -> Build {
         let result = match (r.result_kind.as_deref(), r.result_code, r.result_message) {
@@ -162,7 +151,7 @@ pub async fn list_builds(
     .bind(scope.tenants())
     .bind(f.job_id)
     .bind(&f.platform)
-    .bind(f.status.map(status_to_db))
+    .bind(f.status.map(BuildStatus::as_str))
     .bind(f.since)
     .bind(f.until)
     .bind(after_at)

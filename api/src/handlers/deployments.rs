@@ -151,21 +151,27 @@ async fn deployment_for(
     Ok((scope, row.into()))
 }
 
+fn memory_error(memory_mib: i32) -> Option<FieldError> {
+    (!(1..=1_048_576).contains(&memory_mib))
+        .then(|| FieldError::new("memory_mib", "must be between 1 and 1048576"))
+}
+
+fn args_error(args: &[String]) -> Option<FieldError> {
+    (args.len() > 256 || args.iter().any(|a| a.len() > 4096 || a.contains('\0')))
+        .then(|| FieldError::new("args", "at most 256 arguments of at most 4096 bytes, without NUL"))
+}
+
 fn validate(body: &CreateDeployment) -> Result<Vec<u8>, ApiError> {
     let mut errors = Vec::new();
     if let Err(m) = crate::validate::label(&body.name) {
         errors.push(FieldError::new("name", m));
     }
     let sha = super::builds::parse_sha256("image_sha256", &body.image_sha256);
-    if !(1..=1_048_576).contains(&body.memory_mib) {
-        errors.push(FieldError::new("memory_mib", "must be between 1 and 1048576"));
-    }
+    errors.extend(memory_error(body.memory_mib));
     if body.cpus.iter().any(|c| !(0..4096).contains(c)) || body.cpus.len() > 256 {
         errors.push(FieldError::new("cpus", "CPU ids are 0 to 4095, at most 256 of them"));
     }
-    if body.args.len() > 256 || body.args.iter().any(|a| a.len() > 4096 || a.contains('\0')) {
-        errors.push(FieldError::new("args", "at most 256 arguments of at most 4096 bytes, without NUL"));
-    }
+    errors.extend(args_error(&body.args));
     let mut devices = std::collections::BTreeSet::new();
     for (i, net) in body.nets.iter().enumerate() {
         if crate::validate::platform(&net.device).is_err() || !devices.insert(&net.device) {
@@ -387,15 +393,13 @@ pub async fn restart_deployment(
     JsonOrEmpty(body): JsonOrEmpty<RestartDeployment>,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, deployment) = deployment_for(&state, &caller, path.into_inner(), Role::Operator).await?;
-    let mut errors = Vec::new();
-    if let Some(args) = &body.args
-        && (args.len() > 256 || args.iter().any(|a| a.len() > 4096 || a.contains('\0')))
-    {
-        errors.push(FieldError::new("args", "at most 256 arguments of at most 4096 bytes, without NUL"));
-    }
-    if body.memory_mib.is_some_and(|m| !(1..=1_048_576).contains(&m)) {
-        errors.push(FieldError::new("memory_mib", "must be between 1 and 1048576"));
-    }
+    let errors: Vec<FieldError> = body
+        .args
+        .as_deref()
+        .and_then(args_error)
+        .into_iter()
+        .chain(body.memory_mib.and_then(memory_error))
+        .collect();
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }

@@ -15,7 +15,7 @@ use web_sys::{Event, EventSource, MessageEvent};
 
 use crate::api::{self, ApiError};
 use crate::components::{
-    Shell, draw_as, error_view, is_active, loading, raw, section, short_hash, short_id, status_name, when,
+    Shell, draw_as, error_view, is_active, loading, raw, section, short_hash, short_id, when,
 };
 use crate::html::{self, el, esc, link, row, text};
 use crate::pages::build_viz::{DependencyGraphView, TreemapView};
@@ -144,7 +144,7 @@ fn opt_when(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 fn summary(b: &Build) -> String {
     let id = b.id;
-    let name = status_name(b.status);
+    let name = b.status.as_str();
     let mut out = el("h1", &[], &format!("Build {}", text("span", "mono", &short_id(&id))));
     out += &el(
         "p",
@@ -393,7 +393,8 @@ pub(crate) fn LiveConsole(
                     .and_then(|d| serde_json::from_str::<BuildStatus>(&d).ok());
                 close();
                 flush();
-                let _ = link.try_set(Link::Ended(status.map(status_name).unwrap_or("finished").to_string()));
+                let _ = link
+                    .try_set(Link::Ended(status.map(BuildStatus::as_str).unwrap_or("finished").to_string()));
                 on_news();
             });
             let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| {

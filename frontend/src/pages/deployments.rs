@@ -57,22 +57,9 @@ fn DeploymentTable(tenant: Uuid) -> impl IntoView {
     }
 }
 
-fn state_name(state: DeploymentState) -> String {
-    match state {
-        DeploymentState::Pending => "pending",
-        DeploymentState::Running => "running",
-        DeploymentState::Restarting => "restarting",
-        DeploymentState::Exited => "exited",
-        DeploymentState::Failed => "failed",
-        DeploymentState::Stopped => "stopped",
-        DeploymentState::Unknown => "unknown",
-    }
-    .to_string()
-}
-
 fn state_html(state: DeploymentState) -> String {
-    let name = state_name(state);
-    el("span", &[("class", &format!("status status-{name}")), ("data-state", &name)], &name)
+    let name = state.as_str();
+    el("span", &[("class", &format!("status status-{name}")), ("data-state", name)], name)
 }
 
 fn deployments_table(deployments: &[Deployment]) -> String {
@@ -161,11 +148,7 @@ fn summary(d: &Deployment) -> String {
     let mut facts = vec![
         (
             "State",
-            el(
-                "span",
-                &[("id", "deployment-state"), ("data-state", &state_name(d.state))],
-                &state_html(d.state),
-            ),
+            el("span", &[("id", "deployment-state"), ("data-state", d.state.as_str())], &state_html(d.state)),
         ),
         ("Exit code", esc(&exit)),
         ("Message", esc(d.message.as_deref().unwrap_or("—"))),

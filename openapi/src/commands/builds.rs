@@ -259,7 +259,7 @@ where
     let mut buffer = Vec::new();
     let (mut event, mut data) = (String::new(), String::new());
     while let Some(chunk) = stream.next().await {
-        buffer.extend_from_slice(&chunk.map_err(|e| CliError::Unreachable(crate::error::chain(&e)))?);
+        buffer.extend_from_slice(&chunk.map_err(|e| CliError::Unreachable(crate::error::error_chain(&e)))?);
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buffer.drain(..=end).collect();
             let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();

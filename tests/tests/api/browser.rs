@@ -96,11 +96,7 @@ async fn run_a_job_follow_its_console_and_see_its_build_treemap_graph_and_compar
     let _worker = super::workers::WorkerProcess::start(&s, &credential, &["--tool-dir", "rust=auto"]);
     let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
     let b = Browser::start(&s.server.url, &key).await;
-    b.goto("/login").await;
-    b.type_into("input[name=username]", "admin").await;
-    b.type_into("input[name=password]", &s.admin_password).await;
-    b.click("button[type=submit]").await;
-    b.find("[data-testid=tenant-row]").await;
+    b.sign_in("admin", &s.admin_password).await;
 
     // The jobs list, then "run now" on the job's page.
     b.goto("/jobs").await;
@@ -215,11 +211,7 @@ async fn see_deployments_their_console_stats_and_history_update_roll_back_and_de
 
     let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
     let b = Browser::start(&s.server.url, &key).await;
-    b.goto("/login").await;
-    b.type_into("input[name=username]", "admin").await;
-    b.type_into("input[name=password]", &s.admin_password).await;
-    b.click("button[type=submit]").await;
-    b.find("[data-testid=tenant-row]").await;
+    b.sign_in("admin", &s.admin_password).await;
     b.goto("/deployments").await;
     b.select("select[name=deployment-tenant]", "robur").await;
     b.find("[data-testid=deployment-row] [data-testid=update-available]").await;
