@@ -2,7 +2,9 @@
 //! and what an agent is assigned.
 
 use petrel_wire::FieldError;
-use petrel_wire::deployments::{Assignment, NetAttachment, Quota, RestartPolicy};
+use petrel_wire::deployments::{
+    AgentBlockDevice, AssignedBlock, Assignment, NetAttachment, Quota, RestartPolicy,
+};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -36,15 +38,7 @@ struct QuotaRow {
 /// that has one (usage counts the whole subtree). Serialised per tenant tree (the root's row
 /// is locked until the caller's transaction ends), so concurrent creates never overshoot.
 pub async fn admit(conn: &mut PgConnection, tenant_id: Uuid, request: &Request<'_>) -> Result<(), ApiError> {
-    sqlx::query(
-        "WITH RECURSIVE chain(id, parent_id) AS (
-             SELECT id, parent_id FROM tenants WHERE id = $1
-             UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id)
-         SELECT 1 FROM tenants WHERE id = (SELECT id FROM chain WHERE parent_id IS NULL) FOR UPDATE",
-    )
-    .bind(tenant_id)
-    .execute(&mut *conn)
-    .await?;
+    lock_tenant_tree(conn, tenant_id).await?;
     let quotas: Vec<QuotaRow> = sqlx::query_as(
         "WITH RECURSIVE chain(id, parent_id) AS (
              SELECT id, parent_id FROM tenants WHERE id = $1
@@ -66,10 +60,7 @@ pub async fn admit(conn: &mut PgConnection, tenant_id: Uuid, request: &Request<'
     .fetch_all(&mut *conn)
     .await?;
     if quotas.is_empty() {
-        return Err(ApiError::forbidden(
-            "no-quota",
-            "the tenant has no quota for deployments; an administrator must set one",
-        ));
+        return Err(no_quota());
     }
     let mut errors = Vec::new();
     for q in &quotas {
@@ -117,6 +108,110 @@ pub async fn admit(conn: &mut PgConnection, tenant_id: Uuid, request: &Request<'
             detail: "the deployment does not fit the tenant's quota".into(),
             errors,
         })
+    }
+}
+
+fn no_quota() -> ApiError {
+    ApiError::forbidden("no-quota", "the tenant has no quota for deployments; an administrator must set one")
+}
+
+/// Serialises admissions per tenant tree: the root tenant's row stays locked until the
+/// caller's transaction ends.
+async fn lock_tenant_tree(conn: &mut PgConnection, tenant_id: Uuid) -> Result<(), ApiError> {
+    sqlx::query(
+        "WITH RECURSIVE chain(id, parent_id) AS (
+             SELECT id, parent_id FROM tenants WHERE id = $1
+             UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id)
+         SELECT 1 FROM tenants WHERE id = (SELECT id FROM chain WHERE parent_id IS NULL) FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Admits a new block device of `size_mib` against the `block_mib` quota of the tenant and of
+/// every ancestor with a quota (block devices of the whole subtree count), atomically as
+/// [`admit`].
+pub async fn admit_block(conn: &mut PgConnection, tenant_id: Uuid, size_mib: i64) -> Result<(), ApiError> {
+    lock_tenant_tree(conn, tenant_id).await?;
+    let quotas: Vec<(String, i64, i64)> = sqlx::query_as(
+        "WITH RECURSIVE chain(id, parent_id) AS (
+             SELECT id, parent_id FROM tenants WHERE id = $1
+             UNION ALL SELECT t.id, t.parent_id FROM tenants t JOIN chain c ON t.id = c.parent_id),
+         sub(root, id) AS (
+             SELECT q.tenant_id, q.tenant_id FROM quotas q WHERE q.tenant_id IN (SELECT id FROM chain)
+             UNION ALL SELECT s.root, t.id FROM tenants t JOIN sub s ON t.parent_id = s.id)
+         SELECT p.path, q.block_mib, coalesce(sum(b.size_mib), 0)::bigint
+           FROM quotas q
+           JOIN tenant_paths p ON p.id = q.tenant_id
+           JOIN sub s ON s.root = q.tenant_id
+           LEFT JOIN block_devices b ON b.tenant_id = s.id
+          GROUP BY q.tenant_id, p.path, q.block_mib",
+    )
+    .bind(tenant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if quotas.is_empty() {
+        return Err(no_quota());
+    }
+    let errors: Vec<FieldError> = quotas
+        .iter()
+        .filter(|(_, allowed, used)| used + size_mib > *allowed)
+        .map(|(path, allowed, used)| {
+            FieldError::new(
+                "size_mib",
+                format!(
+                    "exceeds tenant {path}'s block quota by {} MiB ({allowed} MiB allowed, {used} MiB in use)",
+                    used + size_mib - allowed
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::QuotaExceeded {
+            detail: "the block device does not fit the tenant's quota".into(),
+            errors,
+        })
+    }
+}
+
+/// The agent to keep a new block device: the pinned one, or the reachable agent with the most
+/// free block storage (its capacity less the block devices it keeps). Locked as [`place`].
+pub async fn place_block(
+    conn: &mut PgConnection,
+    pinned: Option<Uuid>,
+    size_mib: i64,
+) -> Result<Uuid, ApiError> {
+    let candidate: Option<(Uuid, i64)> = sqlx::query_as(
+        "SELECT a.id,
+                (a.inventory->>'block_mib')::bigint
+                  - coalesce((SELECT sum(b.size_mib) FROM block_devices b WHERE b.agent_id = a.id), 0)::bigint AS free
+           FROM agents a
+          WHERE a.revoked_at IS NULL AND a.inventory IS NOT NULL
+            AND a.last_seen_at > now() - make_interval(secs => $2)
+            AND ($1::uuid IS NULL OR a.id = $1)
+          ORDER BY free DESC, a.name
+          LIMIT 1
+          FOR UPDATE OF a",
+    )
+    .bind(pinned)
+    .bind(REACHABLE_SECS)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match candidate {
+        Some((id, free)) if free >= size_mib => Ok(id),
+        Some((_, free)) => Err(ApiError::conflict(
+            "no-capacity",
+            format!("no reachable agent has {size_mib} MiB of block storage free (the best has {free} MiB)"),
+        )),
+        None => Err(ApiError::conflict(
+            "no-capacity",
+            if pinned.is_some() { "the agent is unknown or unreachable" } else { "no agent is reachable" }
+                .to_string(),
+        )),
     }
 }
 
@@ -272,11 +367,11 @@ struct AssignmentRow {
     revision: i64,
 }
 
-/// The agent's generation and everything it must run now.
+/// The agent's generation, everything it must run now, and the block devices it keeps.
 pub async fn assignments(
     conn: &mut PgConnection,
     agent_id: Uuid,
-) -> Result<(i64, Vec<Assignment>), sqlx::Error> {
+) -> Result<(i64, Vec<Assignment>, Vec<AgentBlockDevice>), sqlx::Error> {
     let generation: i64 = sqlx::query_scalar("SELECT generation FROM agents WHERE id = $1")
         .bind(agent_id)
         .fetch_one(&mut *conn)
@@ -287,6 +382,26 @@ pub async fn assignments(
            FROM deployments d JOIN tenant_paths p ON p.id = d.tenant_id
           WHERE d.agent_id = $1 AND d.state <> 'stopped'
           ORDER BY d.startup_priority, d.created_at",
+    )
+    .bind(agent_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let blocks: Vec<(Uuid, String, Uuid, i32)> = sqlx::query_as(
+        "SELECT db.deployment_id, db.device, db.block_device_id, db.sector_size
+           FROM deployment_blocks db JOIN deployments d ON d.id = db.deployment_id
+          WHERE d.agent_id = $1 AND d.state <> 'stopped'
+          ORDER BY db.deployment_id, db.device",
+    )
+    .bind(agent_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut blocks_of: std::collections::HashMap<Uuid, Vec<AssignedBlock>> = Default::default();
+    for (deployment, device, block_device_id, sector_size) in blocks {
+        blocks_of.entry(deployment).or_default().push(AssignedBlock { device, block_device_id, sector_size });
+    }
+    let devices: Vec<(Uuid, i32, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, size_mib, content_version, applied_version, export_requested, export_version
+           FROM block_devices WHERE agent_id = $1 ORDER BY id",
     )
     .bind(agent_id)
     .fetch_all(&mut *conn)
@@ -302,9 +417,23 @@ pub async fn assignments(
                 cpus: r.cpus,
                 args: r.args,
                 nets: r.nets.0,
+                blocks: blocks_of.remove(&r.id).unwrap_or_default(),
                 restart: r.restart.0,
                 startup_priority: r.startup_priority,
                 revision: r.revision,
+            })
+            .collect(),
+        devices
+            .into_iter()
+            .map(|(id, size_mib, content_version, applied_version, export_requested, export_version)| {
+                AgentBlockDevice {
+                    id,
+                    size_mib,
+                    content_version,
+                    applied_version,
+                    export_requested,
+                    export_version,
+                }
             })
             .collect(),
     ))

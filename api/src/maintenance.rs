@@ -1,5 +1,5 @@
-//! Clean-up that keeps the store honest: expired uploads are aborted; blobs that no build and no
-//! open upload references are deleted from the store and the database; and each job's retention
+//! Clean-up that keeps the store honest: expired uploads are aborted; blobs that no build, no
+//! open upload and no block device references are deleted from the store and the database; and each job's retention
 //! policy expires old builds, whose contents are deleted while their metadata and hashes stay
 //! (so a hash look-up still answers, with "artifact expired").
 //!
@@ -18,7 +18,9 @@ const GC_LOCK: i64 = 0x7065_7472_656c_0003;
 const ONLY_EXPIRED_USE: &str =
     "NOT EXISTS (SELECT 1 FROM build_artifacts a JOIN builds b ON b.id = a.build_id
                          WHERE a.sha256 = bl.sha256 AND NOT b.expired)
-            AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)";
+            AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)
+            AND NOT EXISTS (SELECT 1 FROM block_devices d
+                             WHERE d.content_sha256 = bl.sha256 OR d.export_sha256 = bl.sha256)";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
@@ -106,6 +108,8 @@ async fn pass(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcRepor
           WHERE bl.created_at < now() - make_interval(secs => $1)
             AND NOT EXISTS (SELECT 1 FROM build_artifacts a WHERE a.sha256 = bl.sha256)
             AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)
+            AND NOT EXISTS (SELECT 1 FROM block_devices d
+                             WHERE d.content_sha256 = bl.sha256 OR d.export_sha256 = bl.sha256)
           LIMIT 10000",
     )
     .bind(grace.as_secs_f64())
@@ -119,7 +123,9 @@ async fn pass(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcRepor
         let deleted = sqlx::query(
             "DELETE FROM blobs bl WHERE sha256 = $1
                AND NOT EXISTS (SELECT 1 FROM build_artifacts a WHERE a.sha256 = bl.sha256)
-               AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)",
+               AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)
+               AND NOT EXISTS (SELECT 1 FROM block_devices d
+                                WHERE d.content_sha256 = bl.sha256 OR d.export_sha256 = bl.sha256)",
         )
         .bind(&sha)
         .execute(&mut *tx)

@@ -14,8 +14,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract;
 use crate::handlers::{
-    agent_protocol, agents, audit, auth, builds, compare, compat, deployments, fleet, health, jobs, members,
-    quotas, reproducibility, runs, templates, tenants, tokens, uploads, users, visualizations,
+    agent_protocol, agents, audit, auth, block_devices, builds, compare, compat, deployments, fleet, health,
+    jobs, members, quotas, reproducibility, runs, templates, tenants, tokens, uploads, users, visualizations,
     worker_protocol, workers,
 };
 use crate::server::AppState;
@@ -99,6 +99,15 @@ where
             .service(agent_protocol::report_stats)
             .service(agent_protocol::report_state)
             .service(agent_protocol::ship_console)
+            .service(agent_protocol::agent_block_content)
+            .service(agent_protocol::report_block)
+            .service(agent_protocol::export_block)
+            .service(block_devices::list_block_devices)
+            .service(block_devices::create_block_device)
+            .service(block_devices::get_block_device)
+            .service(block_devices::delete_block_device)
+            .service(block_devices::upload_block_device)
+            .service(block_devices::download_block_device)
             .service(deployments::list_deployments)
             .service(deployments::create_deployment)
             .service(deployments::get_deployment)
@@ -141,6 +150,7 @@ where
         (name = "workers", description = "Registered build workers (shared or tenant-private)"),
         (name = "worker protocol", description = "What build workers call: claim, heartbeat, console, rebuild"),
         (name = "deployments", description = "Unikernels running on KVM agents, and tenant quotas"),
+        (name = "block devices", description = "Tenants' block devices: created on an agent, uploaded, attached, downloaded"),
         (name = "agents", description = "KVM hosts' agents: enrollment, inventory, health"),
         (name = "agent protocol", description = "What KVM agents call: enroll, heartbeat, assignments, state, console"),
     )

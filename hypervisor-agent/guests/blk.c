@@ -4,7 +4,8 @@
  * and checks that bad requests get EINVAL: misaligned/short/long ones from the
  * binding checks (as solo5's bindings do), out-of-range, overflowing and bad
  * handles from the tender itself (raw hypercalls). The host test then checks
- * the backing file holds the pattern. Args: [step=N].
+ * the backing file holds the pattern. First it prints the text at the start of
+ * block 0 (what an upload put there). Args: [step=N].
  */
 #include "rt.h"
 
@@ -56,6 +57,19 @@ int guest_main(const char *cmdline)
     if (bs < 512 || bs > 4096 || (bs & (bs - 1)) || cap % bs || cap < bs)
         rt_abort("bad block geometry in manifest");
     uint64_t nblocks = cap / bs;
+
+    /* What the device held before this run: printable text up to NUL or newline. */
+    char first[65];
+    size_t n = 0;
+    if (rt_block_read((unsigned)h, 0, rbuf, bs) == HVT_OK) {
+        const char *text = (const char *)rbuf;
+        while (n < 64 && text[n] >= ' ' && text[n] <= '~') {
+            first[n] = text[n];
+            n++;
+        }
+    }
+    first[n] = 0;
+    rt_printf("Block 0 holds: %s\n", first);
 
     char sv[24];
     bool ok = true;

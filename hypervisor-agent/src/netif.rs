@@ -36,9 +36,12 @@ pub(crate) fn if_ioctl(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::i
     Ok(())
 }
 
+// The agent's inventory only (the tender needs none of what follows).
+#[cfg(feature = "agent")]
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 
 /// `struct ethtool_drvinfo` (linux/ethtool.h).
+#[cfg(feature = "agent")]
 #[repr(C)]
 struct DriverInfo {
     cmd: u32,
@@ -57,6 +60,7 @@ struct DriverInfo {
 
 /// The driver of interface `name` (`bridge`, `tun`, `veth` ...) in the calling thread's
 /// network namespace.
+#[cfg(feature = "agent")]
 pub(crate) fn driver(name: &str) -> io::Result<String> {
     let sock = control_socket()?;
     // SAFETY: DriverInfo is plain old data; all-zero is a valid value.
@@ -71,6 +75,7 @@ pub(crate) fn driver(name: &str) -> io::Result<String> {
 
 /// Interface names in the calling thread's network namespace (sysfs would show those of the
 /// namespace it was mounted in).
+#[cfg(feature = "agent")]
 pub(crate) fn interfaces() -> io::Result<Vec<String>> {
     let dev = std::fs::read_to_string("/proc/thread-self/net/dev")?;
     // Two header lines, then `  name: counters...`.

@@ -22,7 +22,7 @@ use petrel_hypervisor::agent::tap::{Tap, TapError};
 use petrel_hypervisor::agent::unikernel::{ConsoleBuffer, LaunchSpec, Unikernel};
 use petrel_wire::builds::NewConsoleLine;
 use petrel_wire::deployments::{
-    Assignment, DeploymentState, DeploymentStats, NetAttachment, RestartPolicy, StateReport,
+    AssignedBlock, Assignment, DeploymentState, DeploymentStats, NetAttachment, RestartPolicy, StateReport,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -148,6 +148,7 @@ fn spec(image: &Path, args: &[&str]) -> LaunchSpec {
         memory_mib: 8,
         cpus: vec![],
         nets: vec![],
+        blocks: vec![],
         args: args.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -338,6 +339,7 @@ fn assignment(name: &str, sha: &str, args: &[&str], restart: RestartPolicy) -> A
         cpus: vec![],
         args: args.iter().map(|s| s.to_string()).collect(),
         nets: vec![],
+        blocks: vec![],
         restart,
         startup_priority: 50,
         revision: 1,
@@ -359,11 +361,21 @@ impl ImageDir {
 impl Drop for ImageDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(block_dir(self));
     }
 }
 
 fn reconciler(control: &Arc<MemControl>, images: &ImageDir) -> Reconciler<MemControl> {
-    Reconciler::new(control.clone(), RuntimeConfig::new(TENDER.into(), 2, images.0.clone())).unwrap()
+    Reconciler::new(control.clone(), runtime_config(images)).unwrap()
+}
+
+/// Images in `images`, block devices' files in `<images>-blocks`.
+fn runtime_config(images: &ImageDir) -> RuntimeConfig {
+    RuntimeConfig::new(TENDER.into(), 2, images.0.clone(), block_dir(images))
+}
+
+fn block_dir(images: &ImageDir) -> std::path::PathBuf {
+    images.0.with_extension("blocks")
 }
 
 fn on_failure(codes: Option<&[i32]>) -> RestartPolicy {
@@ -503,8 +515,10 @@ async fn manifest_mismatch_block_devices_and_bad_images_fail() {
         "the image's manifest declares net devices [service0] but the deployment attaches [admin, service1]"
     );
     let message = failed(&blk).await;
-    assert!(message.starts_with("block devices are not supported yet"), "{message}");
-    assert!(message.contains("[storage]"), "{message}");
+    assert_eq!(
+        message,
+        "the image's manifest declares block devices [storage] but the deployment attaches []"
+    );
     let message = failed(&missing).await;
     assert!(message.contains("no such image"), "{message}");
     let message = failed(&not_a_sha).await;
@@ -512,6 +526,46 @@ async fn manifest_mismatch_block_devices_and_bad_images_fail() {
     for a in &all {
         assert_eq!(reconciler.tender_pid(a.deployment_id), None);
     }
+    reconciler.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_block_deployment_runs_on_its_file_and_a_missing_file_fails() {
+    require_kvm();
+    let images = ImageDir::new("blocks");
+    let (control, shas) = MemControl::with_guests(&["blk"]);
+    let mut reconciler = reconciler(&control, &images);
+    let dir = block_dir(&images);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = Uuid::from_u128(0xb10c_0000 + u128::from(std::process::id()));
+    let disk = petrel_hypervisor::agent::blocks::BlockStore::path(&dir, file);
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let mut blk = assignment("blk", &shas["blk"], &[], RestartPolicy::Never);
+    blk.blocks = vec![AssignedBlock { device: "storage".into(), block_device_id: file, sector_size: 4096 }];
+    let mut missing = assignment("nofile", &shas["blk"], &[], RestartPolicy::Never);
+    missing.blocks = vec![AssignedBlock {
+        device: "storage".into(),
+        block_device_id: Uuid::from_u128(0xdead),
+        sector_size: 512,
+    }];
+    reconciler.apply(&[blk.clone(), missing.clone()]).await;
+
+    let reports = control.wait_reports(blk.deployment_id, "an exit", |r| r.len() >= 2).await;
+    assert_eq!(states(&reports), [DeploymentState::Running, DeploymentState::Exited], "{reports:#?}");
+    assert_eq!(reports[1].exit_code, Some(0), "{}", control.console_text(blk.deployment_id));
+    let console = control.console_text(blk.deployment_id);
+    assert!(console.contains("Block size is 4096, capacity 1048576"), "{console}");
+    assert!(console.contains("SUCCESS"), "{console}");
+    // The guest's writes are in the file: the first block holds its pattern.
+    let bytes = std::fs::read(&disk).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes[8..16].try_into().unwrap()), 1 ^ 0x5a5a);
+
+    let reports = control.wait_reports(missing.deployment_id, "a failure", |r| !r.is_empty()).await;
+    assert_eq!(states(&reports), [DeploymentState::Failed]);
+    let message = reports[0].message.clone().unwrap();
+    assert!(message.starts_with("block device storage: "), "{message}");
+    // Ended deployments hold no device.
+    assert!(reconciler.blocks_in_use().is_empty());
     reconciler.shutdown().await;
 }
 
@@ -604,7 +658,7 @@ fn net_deployment_answers_ping_restarts_on_a_new_revision_and_is_removed() {
         runtime().block_on(async {
             let images = ImageDir::new("net");
             let (control, shas) = MemControl::with_guests(&["net"]);
-            let mut config = RuntimeConfig::new(TENDER.into(), 2, images.0.clone());
+            let mut config = runtime_config(&images);
             config.stats_interval = Duration::from_millis(200);
             let mut reconciler = Reconciler::new(control.clone(), config).unwrap();
             let mut a = assignment("web", &shas["net"], &["ip=10.81.2.2"], on_failure(None));

@@ -121,6 +121,10 @@ pub struct CreateDeployment {
     pub args: Vec<String>,
     #[serde(default)]
     pub nets: Vec<NetAttachment>,
+    /// Block devices of the manifest, backed by the tenant's block devices; they pin the
+    /// deployment to the agent that holds them.
+    #[serde(default)]
+    pub blocks: Vec<BlockAttachment>,
     #[serde(default = "never")]
     pub restart: RestartPolicy,
     /// Lower starts first after a host restart (default 50).
@@ -129,6 +133,20 @@ pub struct CreateDeployment {
     /// Pin to this agent; otherwise Petrel picks one with the capacity and the bridges.
     #[serde(default)]
     pub agent_id: Option<Uuid>,
+}
+
+/// A block device of the unikernel's manifest, backed by one of the tenant's block devices
+/// (albatross' `--block name:host@sector`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockAttachment {
+    /// The device's name in the unikernel's manifest (e.g. `storage`).
+    pub device: String,
+    /// The tenant's block device, by name.
+    pub block_device: String,
+    /// 512 (the default), 1024, 2048 or 4096 bytes.
+    #[serde(default)]
+    pub sector_size: Option<i32>,
 }
 
 fn never() -> RestartPolicy {
@@ -181,6 +199,7 @@ pub struct Deployment {
     pub cpus: Vec<i32>,
     pub args: Vec<String>,
     pub nets: Vec<NetAttachment>,
+    pub blocks: Vec<BlockAttachment>,
     pub restart: RestartPolicy,
     pub startup_priority: i32,
     pub agent_id: Option<Uuid>,
@@ -294,6 +313,41 @@ pub struct QuotaUsage {
     pub quota: Option<Quota>,
     pub unikernels: i64,
     pub memory_mib: i64,
+    /// The block devices' sizes.
+    pub block_mib: i64,
+}
+
+/// Create a block device: a zeroed file of `size_mib` on one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "data", "size_mib": 16}))]
+pub struct CreateBlockDevice {
+    /// 1 to 63 characters of `a-z 0-9 -`, unique in the tenant.
+    pub name: String,
+    /// Whole MiB, counted against the tenant's `block_mib` quota.
+    pub size_mib: i32,
+    /// The agent to keep it on; otherwise the reachable agent with the most free block storage.
+    #[serde(default)]
+    pub agent_id: Option<Uuid>,
+}
+
+/// A tenant's block device (albatross' `block`): it lives on one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BlockDevice {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub size_mib: i32,
+    /// Where it lives; None when that agent was deleted (its data is gone).
+    pub agent_id: Option<Uuid>,
+    /// The deployment it backs (then it cannot be deleted or overwritten).
+    pub attached_to: Option<Uuid>,
+    /// An upload the agent has not written into the device yet.
+    pub upload_pending: bool,
+    /// What went wrong last on the agent, if anything.
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 // --- The agent protocol -------------------------------------------------------------------
@@ -314,6 +368,50 @@ pub struct AssignmentsRequest {
 pub struct Assignments {
     pub generation: i64,
     pub deployments: Vec<Assignment>,
+    /// Every block device kept on this agent (files of others are deleted).
+    #[serde(default)]
+    pub block_devices: Vec<AgentBlockDevice>,
+}
+
+/// A block device this agent keeps, and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentBlockDevice {
+    pub id: Uuid,
+    pub size_mib: i32,
+    /// An upload to write into it (`GET /agent/block-devices/{id}/content`) when it is newer
+    /// than `applied_version`.
+    pub content_version: i64,
+    pub applied_version: i64,
+    /// A copy is wanted (`PUT /agent/block-devices/{id}/export/{export_requested}`) when this
+    /// is newer than `export_version`.
+    pub export_requested: i64,
+    pub export_version: i64,
+}
+
+/// A manifest block device of an assigned deployment and the file that backs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssignedBlock {
+    pub device: String,
+    pub block_device_id: Uuid,
+    pub sector_size: i32,
+}
+
+/// What the agent did with a block device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"applied_version": 1}))]
+pub struct BlockReport {
+    /// The upload of this version is written into the device.
+    #[serde(default)]
+    pub applied_version: Option<i64>,
+    /// The upload of this version could not be written (`message` says why).
+    #[serde(default)]
+    pub failed_version: Option<i64>,
+    /// The copy asked for with this number could not be made (`message` says why).
+    #[serde(default)]
+    pub failed_export: Option<i64>,
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -326,6 +424,8 @@ pub struct Assignment {
     pub cpus: Vec<i32>,
     pub args: Vec<String>,
     pub nets: Vec<NetAttachment>,
+    #[serde(default)]
+    pub blocks: Vec<AssignedBlock>,
     pub restart: RestartPolicy,
     pub startup_priority: i32,
     /// Changes when the deployment must be restarted (a restart request, new arguments).

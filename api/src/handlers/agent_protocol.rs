@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, get, post, put, web};
 use petrel_wire::deployments::{
-    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, DeploymentState, DeploymentStats,
-    StateReport,
+    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, BlockReport, DeploymentState,
+    DeploymentStats, StateReport,
 };
 use sqlx::types::Json as DbJson;
 use tokio::sync::broadcast::error::RecvError;
@@ -73,10 +72,11 @@ pub async fn assignments(
     let mut changes = state.events.agents();
     loop {
         let mut conn = state.db.acquire().await?;
-        let (generation, deployments) = crate::deploy::assignments(&mut conn, agent.id).await?;
+        let (generation, deployments, block_devices) =
+            crate::deploy::assignments(&mut conn, agent.id).await?;
         drop(conn);
         if generation != body.generation {
-            return Ok(HttpResponse::Ok().json(Assignments { generation, deployments }));
+            return Ok(HttpResponse::Ok().json(Assignments { generation, deployments, block_devices }));
         }
         loop {
             tokio::select! {
@@ -117,14 +117,7 @@ pub async fn agent_image(
     .fetch_optional(&state.db)
     .await?;
     let size = size.ok_or(ApiError::NotFound("image"))?;
-    let stream = state.store.get(&sha).await.map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .insert_header((header::CONTENT_LENGTH, size.to_string()))
-        .insert_header((header::CONTENT_ENCODING, "identity"))
-        .streaming(futures_util::StreamExt::map(stream, |c| {
-            c.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))
-        })))
+    super::blob_response(&state, &sha, size).await
 }
 
 /// The id of a deployment assigned to this agent, locked for the caller's transaction.
@@ -278,5 +271,163 @@ pub async fn report_stats(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A block device this agent keeps, locked for the caller's transaction: its size in MiB.
+async fn kept_block(
+    conn: &mut sqlx::PgConnection,
+    agent: &AgentPrincipal,
+    id: Uuid,
+) -> Result<i32, ApiError> {
+    let size: Option<i32> =
+        sqlx::query_scalar("SELECT size_mib FROM block_devices WHERE id = $1 AND agent_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(agent.id)
+            .fetch_optional(conn)
+            .await?;
+    size.ok_or(ApiError::NotFound("block device"))
+}
+
+/// The pending upload of a block device this agent keeps (write it in, then report it).
+#[utoipa::path(
+    tag = "agent protocol",
+    params(("block_device_id" = Uuid, Path, description = "The block device's id")),
+    responses((status = 200, description = "The upload; `X-Petrel-Sha256` names it", content_type = "application/octet-stream", body = inline(super::Binary))),
+    security(("agent" = []))
+)]
+#[get("/agent/block-devices/{block_device_id}/content")]
+pub async fn agent_block_content(
+    state: web::Data<AppState>,
+    agent: AgentPrincipal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let upload: Option<(Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT bl.sha256, bl.size FROM block_devices b JOIN blobs bl ON bl.sha256 = b.content_sha256
+          WHERE b.id = $1 AND b.agent_id = $2 AND bl.stored",
+    )
+    .bind(path.into_inner())
+    .bind(agent.id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (sha, size) = upload.ok_or(ApiError::NotFound("upload"))?;
+    super::blob_response(&state, &sha, size).await
+}
+
+/// What became of a block device's upload or copy on this agent.
+#[utoipa::path(
+    tag = "agent protocol",
+    params(("block_device_id" = Uuid, Path, description = "The block device's id")),
+    request_body = BlockReport,
+    responses((status = 204, description = "Recorded")),
+    security(("agent" = []))
+)]
+#[post("/agent/block-devices/{block_device_id}/report")]
+pub async fn report_block(
+    state: web::Data<AppState>,
+    agent: AgentPrincipal,
+    path: web::Path<Uuid>,
+    Json(body): Json<BlockReport>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if body.message.as_ref().is_some_and(|m| m.len() > 4096) {
+        return Err(ApiError::field("message", "at most 4096 bytes"));
+    }
+    let mut tx = state.db.begin().await?;
+    kept_block(&mut tx, &agent, id).await?;
+    let written =
+        body.applied_version.map(|v| (v, None)).or(body.failed_version.map(|v| (v, body.message.clone())));
+    if let Some((version, message)) = written {
+        // The upload is no longer needed once written (or found unusable): the blob can go.
+        sqlx::query(
+            "UPDATE block_devices SET applied_version = $2, message = $3, updated_at = now(),
+                    content_sha256 = CASE WHEN $2 = content_version THEN NULL ELSE content_sha256 END
+              WHERE id = $1 AND $2 > applied_version AND $2 <= content_version",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(version) = body.failed_export {
+        sqlx::query(
+            "UPDATE block_devices SET export_version = $2, export_sha256 = NULL, message = $3, updated_at = now()
+              WHERE id = $1 AND $2 > export_version AND $2 <= export_requested",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(&body.message)
+        .execute(&mut *tx)
+        .await?;
+    }
+    events::agent_assignments_changed(&mut tx, agent.id).await?;
+    // Downloads waiting for the copy learn of it.
+    events::build_changed(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A copy of a block device this agent keeps, asked for by a download (`number` is the
+/// assignment's `export_requested`). Send `X-Petrel-Sha256`.
+#[utoipa::path(
+    tag = "agent protocol",
+    params(
+        ("block_device_id" = Uuid, Path, description = "The block device's id"),
+        ("number" = i64, Path, description = "The `export_requested` this answers"),
+        ("x-petrel-sha256" = String, Header, description = "Hex SHA-256 of the body"),
+    ),
+    request_body(content = inline(super::Binary), content_type = "application/octet-stream"),
+    responses((status = 204, description = "Stored")),
+    security(("agent" = []))
+)]
+#[put("/agent/block-devices/{block_device_id}/export/{number}")]
+pub async fn export_block(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    agent: AgentPrincipal,
+    path: web::Path<(Uuid, i64)>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (id, number) = path.into_inner();
+    let header = super::uploads::SHA256_HEADER;
+    let expected = req
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::field(header, "is required: the hex SHA-256 of the body"))
+        .and_then(|v| super::builds::parse_sha256(header, v))?;
+    let size_mib = {
+        let mut conn = state.db.acquire().await?;
+        kept_block(&mut conn, &agent, id).await?
+    };
+    let capacity = size_mib as u64 * 1024 * 1024;
+    let (staged, sha, written) = super::uploads::receive(&state, &mut body, capacity, || {
+        ApiError::PayloadTooLarge(format!("the block device holds {capacity} bytes"))
+    })
+    .await?;
+    if sha[..] != expected[..] {
+        return Err(ApiError::field(
+            header,
+            format!("does not match the body, whose SHA-256 is {}", hex::encode(sha)),
+        ));
+    }
+    crate::builds::store_blob(&state, &sha, written as i64, crate::builds::BlobSource::File(&staged.0))
+        .await?;
+    let mut tx = state.db.begin().await?;
+    kept_block(&mut tx, &agent, id).await?;
+    sqlx::query(
+        "UPDATE block_devices SET export_version = $2, export_sha256 = $3, updated_at = now()
+          WHERE id = $1 AND $2 > export_version AND $2 <= export_requested",
+    )
+    .bind(id)
+    .bind(number)
+    .bind(&sha[..])
+    .execute(&mut *tx)
+    .await?;
+    events::agent_assignments_changed(&mut tx, agent.id).await?;
+    events::build_changed(&mut tx, id).await?;
+    tx.commit().await?;
+    drop(staged);
     Ok(HttpResponse::NoContent().finish())
 }

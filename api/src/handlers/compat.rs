@@ -386,6 +386,7 @@ async fn store_whole_build(
     )
     .await?;
     tx.commit().await?;
+    crate::manifests::read_for_build(state, build_id).await;
     Ok(build_id)
 }
 

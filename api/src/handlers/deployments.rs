@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use petrel_wire::builds::ConsoleLine;
 use petrel_wire::deployments::{
-    AvailableUpdate, CreateDeployment, Deployment, DeploymentEvent, DeploymentState, DeploymentStats,
-    NetAttachment, RestartDeployment, RestartPolicy, StatsHistory, UpdateDeployment,
+    AvailableUpdate, BlockAttachment, CreateDeployment, Deployment, DeploymentEvent, DeploymentState,
+    DeploymentStats, NetAttachment, RestartDeployment, RestartPolicy, StatsHistory, UpdateDeployment,
 };
 use petrel_wire::identity::Role;
 use petrel_wire::page::PageQuery;
@@ -22,6 +22,7 @@ use crate::deploy::{self, REACHABLE_SECS};
 use crate::error::{ApiError, is_unique_violation};
 use crate::events;
 use crate::extract::{Json, JsonOrEmpty, Query};
+use crate::manifests::{self, Devices};
 use crate::pagination::{keyset, page};
 use crate::server::AppState;
 
@@ -36,6 +37,7 @@ struct DeploymentRow {
     cpus: Vec<i32>,
     args: Vec<String>,
     nets: DbJson<Vec<NetAttachment>>,
+    blocks: DbJson<Vec<BlockAttachment>>,
     restart: DbJson<RestartPolicy>,
     startup_priority: i32,
     agent_id: Option<Uuid>,
@@ -53,10 +55,15 @@ struct DeploymentRow {
 
 /// Selects [`DeploymentRow`]s (`d`), to be followed by a `WHERE`: a deployment whose agent
 /// stopped heartbeating is `unknown`; the available update is the newest successful build of
-/// the image's job and platform, finished later, with another main binary.
+/// the image's job and platform, finished later, with another main binary whose manifest
+/// declares the same devices.
 fn select_deployments() -> String {
     format!(
         "SELECT d.id, d.tenant_id, d.name, d.image_sha256, d.build_id, d.memory_mib, d.cpus, d.args, d.nets, d.restart,
+         (SELECT coalesce(jsonb_agg(jsonb_build_object('device', db.device, 'block_device', b.name,
+                                                       'sector_size', db.sector_size) ORDER BY db.device), '[]')
+            FROM deployment_blocks db JOIN block_devices b ON b.id = db.block_device_id
+           WHERE db.deployment_id = d.id) AS blocks,
          d.startup_priority, d.agent_id,
          CASE WHEN d.state IN ('running', 'restarting', 'pending') AND NOT coalesce(
                   (SELECT a.last_seen_at > now() - make_interval(secs => {REACHABLE_SECS}) AND a.revoked_at IS NULL
@@ -72,6 +79,14 @@ fn select_deployments() -> String {
                          AND nb.finished_at > cb.finished_at
            JOIN build_artifacts a ON a.build_id = nb.id AND a.path = nb.main_binary
           WHERE cb.id = d.build_id AND a.sha256 <> d.image_sha256
+            -- Only an image that declares the devices the deployment attaches (when known).
+            AND NOT EXISTS (
+                SELECT 1 FROM image_manifests m
+                 WHERE m.sha256 = a.sha256 AND m.solo5
+                   AND (m.nets <> (SELECT coalesce(array_agg(x->>'device' ORDER BY x->>'device' COLLATE \"C\"), '{{}}')
+                                     FROM jsonb_array_elements(d.nets) x)
+                        OR m.blocks <> (SELECT coalesce(array_agg(db.device ORDER BY db.device COLLATE \"C\"), '{{}}')
+                                          FROM deployment_blocks db WHERE db.deployment_id = d.id)))
           ORDER BY nb.finished_at DESC LIMIT 1) u ON true"
     )
 }
@@ -100,6 +115,7 @@ impl From<DeploymentRow> for Deployment {
             cpus: r.cpus,
             args: r.args,
             nets: r.nets.0,
+            blocks: r.blocks.0,
             restart: r.restart.0,
             startup_priority: r.startup_priority,
             agent_id: r.agent_id,
@@ -190,6 +206,23 @@ fn validate(body: &CreateDeployment) -> Result<Vec<u8>, ApiError> {
             errors.push(FieldError::new(format!("nets[{i}].mac"), "must be xx:xx:xx:xx:xx:xx"));
         }
     }
+    for (i, block) in body.blocks.iter().enumerate() {
+        if crate::validate::platform(&block.device).is_err() || !devices.insert(&block.device) {
+            errors.push(FieldError::new(format!("blocks[{i}].device"), "a distinct manifest device name"));
+        }
+        if crate::validate::label(&block.block_device).is_err() {
+            errors.push(FieldError::new(
+                format!("blocks[{i}].block_device"),
+                "the name of one of the tenant's block devices",
+            ));
+        }
+        if block.sector_size.is_some_and(|s| ![512, 1024, 2048, 4096].contains(&s)) {
+            errors.push(FieldError::new(format!("blocks[{i}].sector_size"), "512, 1024, 2048 or 4096"));
+        }
+    }
+    if body.blocks.len() > 63 {
+        errors.push(FieldError::new("blocks", "at most 63 block devices"));
+    }
     if let RestartPolicy::OnFailure { exit_codes: Some(codes) } = &body.restart
         && codes.iter().any(|c| !(0..=255).contains(c))
     {
@@ -262,6 +295,16 @@ pub async fn create_deployment(
     let tenant = caller.tenant(&state.db, path.into_inner(), Role::Operator).await?;
     let sha = validate(&body)?;
     let build_id = readable_build_with(&state, &tenant, &sha).await?;
+    if let Some(declared) = manifests::devices(&state, &sha).await? {
+        let requested = Devices::requested(
+            body.nets.iter().map(|n| n.device.as_str()),
+            body.blocks.iter().map(|b| b.device.as_str()),
+        );
+        let errors = declared.mismatch(&requested);
+        if !errors.is_empty() {
+            return Err(ApiError::fields(errors));
+        }
+    }
     let bridges: Vec<&str> = body.nets.iter().map(|n| n.bridge.as_str()).collect();
     let mut tx = state.db.begin().await?;
     let request = deploy::Request {
@@ -271,7 +314,9 @@ pub async fn create_deployment(
         replacing: None,
     };
     deploy::admit(&mut tx, tenant.tenant_id(), &request).await?;
-    let agent_id = deploy::place(&mut tx, body.agent_id, i64::from(body.memory_mib), &bridges, None).await?;
+    let (blocks, blocks_agent) = attachable_blocks(&mut tx, tenant.tenant_id(), &body).await?;
+    let pinned = blocks_agent.or(body.agent_id);
+    let agent_id = deploy::place(&mut tx, pinned, i64::from(body.memory_mib), &bridges, None).await?;
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO deployments (id, tenant_id, name, image_sha256, build_id, memory_mib, cpus, args, nets, restart,
@@ -299,6 +344,16 @@ pub async fn create_deployment(
             e.into()
         }
     })?;
+    sqlx::query(
+        "INSERT INTO deployment_blocks (deployment_id, device, block_device_id, sector_size)
+         SELECT $1, * FROM unnest($2::text[], $3::uuid[], $4::int[])",
+    )
+    .bind(id)
+    .bind(blocks.iter().map(|b| b.0.clone()).collect::<Vec<String>>())
+    .bind(blocks.iter().map(|b| b.1).collect::<Vec<Uuid>>())
+    .bind(blocks.iter().map(|b| b.2).collect::<Vec<i32>>())
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("INSERT INTO deployment_events (deployment_id, state) VALUES ($1, 'pending')")
         .bind(id)
         .execute(&mut *tx)
@@ -316,6 +371,78 @@ pub async fn create_deployment(
     tx.commit().await?;
     let (_, created) = deployment_for(&state, &caller, id, Role::Viewer).await?;
     Ok(HttpResponse::Created().json(created))
+}
+
+#[derive(sqlx::FromRow)]
+struct AttachableRow {
+    id: Uuid,
+    name: String,
+    agent_id: Option<Uuid>,
+    pending: bool,
+    used_by: Option<String>,
+}
+
+/// The block devices a new deployment attaches, as (device, block device id, sector size), and
+/// the agent that keeps them (locked for the caller's transaction). Each must exist in the
+/// tenant, back no other deployment, hold no pending upload, and all live on one agent (the
+/// pinned one, when the request pins one).
+async fn attachable_blocks(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    body: &CreateDeployment,
+) -> Result<(Vec<(String, Uuid, i32)>, Option<Uuid>), ApiError> {
+    if body.blocks.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let names: Vec<&str> = body.blocks.iter().map(|b| b.block_device.as_str()).collect();
+    let rows: Vec<AttachableRow> = sqlx::query_as(
+        "SELECT b.id, b.name, b.agent_id, b.content_version > b.applied_version AS pending,
+                (SELECT d.name FROM deployment_blocks db JOIN deployments d ON d.id = db.deployment_id
+                  WHERE db.block_device_id = b.id) AS used_by
+           FROM block_devices b WHERE b.tenant_id = $1 AND b.name = ANY($2) ORDER BY b.id FOR UPDATE OF b",
+    )
+    .bind(tenant_id)
+    .bind(&names)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut errors = Vec::new();
+    let mut attached = Vec::new();
+    let mut agents = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, block) in body.blocks.iter().enumerate() {
+        let field = format!("blocks[{i}].block_device");
+        let Some(AttachableRow { id, agent_id: agent, pending, used_by: user, .. }) =
+            rows.iter().find(|r| r.name == block.block_device)
+        else {
+            errors.push(FieldError::new(
+                field,
+                format!("the tenant has no block device named {:?}", block.block_device),
+            ));
+            continue;
+        };
+        if !seen.insert(*id) {
+            errors.push(FieldError::new(field, "attached twice"));
+        } else if let Some(user) = user {
+            errors.push(FieldError::new(field, format!("backs deployment {user:?} already")));
+        } else if *pending {
+            errors.push(FieldError::new(field, "an upload is still being written into it"));
+        } else if let Some(agent) = agent {
+            agents.insert(*agent);
+            attached.push((block.device.clone(), *id, block.sector_size.unwrap_or(512)));
+        } else {
+            errors.push(FieldError::new(field, "the agent that kept it was deleted"));
+        }
+    }
+    if agents.len() > 1 {
+        errors.push(FieldError::new("blocks", "the block devices live on different agents"));
+    }
+    let agent = agents.into_iter().next();
+    if let (Some(pinned), Some(agent)) = (body.agent_id, agent)
+        && pinned != agent
+    {
+        errors.push(FieldError::new("agent_id", format!("the block devices live on agent {agent}")));
+    }
+    if errors.is_empty() { Ok((attached, agent)) } else { Err(ApiError::fields(errors)) }
 }
 
 /// One deployment (viewers of its tenant).
@@ -495,6 +622,20 @@ pub async fn update_deployment(
         return Err(ApiError::conflict("same-image", "the deployment already runs this image"));
     }
     let build_id = readable_build_with(&state, &tenant, &image).await?;
+    if let Some(declared) = manifests::devices(&state, &image).await? {
+        let current = Devices::requested(
+            deployment.nets.iter().map(|n| n.device.as_str()),
+            deployment.blocks.iter().map(|b| b.device.as_str()),
+        );
+        let errors: Vec<FieldError> = declared
+            .mismatch(&current)
+            .into_iter()
+            .map(|e| FieldError::new("image_sha256", e.message))
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::fields(errors));
+        }
+    }
     let mut tx = state.db.begin().await?;
     sqlx::query(
         "UPDATE deployments SET previous_image_sha256 = image_sha256, previous_build_id = build_id,

@@ -4,6 +4,7 @@ pub mod agent_protocol;
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod block_devices;
 pub mod builds;
 pub mod compare;
 pub mod compat;
@@ -24,9 +25,12 @@ pub mod visualizations;
 pub mod worker_protocol;
 pub mod workers;
 
+use actix_web::HttpResponse;
+use actix_web::http::header;
 use petrel_wire::identity::Role;
 
 use crate::error::ApiError;
+use crate::server::AppState;
 
 /// A role as the database spells it (`member_role::text`).
 pub(crate) fn db_role(s: &str) -> Result<Role, ApiError> {
@@ -39,3 +43,21 @@ pub(crate) fn db_role(s: &str) -> Result<Role, ApiError> {
 #[derive(utoipa::ToSchema)]
 #[schema(value_type = String, format = Binary, description = "Raw bytes")]
 pub struct Binary(#[allow(dead_code)] Vec<u8>);
+
+/// A stored blob as the body of a response, with its length and SHA-256, as stored (gzip on
+/// the fly would be slow and drop the length).
+pub(crate) async fn blob_response(
+    state: &AppState,
+    sha256: &[u8],
+    size: i64,
+) -> Result<HttpResponse, ApiError> {
+    let stream = state.store.get(sha256).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((header::CONTENT_LENGTH, size.to_string()))
+        .insert_header((header::CONTENT_ENCODING, "identity"))
+        .insert_header((uploads::SHA256_HEADER, hex::encode(sha256)))
+        .streaming(futures_util::StreamExt::map(stream, |c| {
+            c.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))
+        })))
+}

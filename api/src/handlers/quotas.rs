@@ -33,15 +33,22 @@ pub async fn get_quota(
     .bind(tenant.tenant_id())
     .fetch_optional(&state.db)
     .await?;
-    let (unikernels, memory_mib): (i64, i64) = sqlx::query_as(
+    let (unikernels, memory_mib, block_mib): (i64, i64, i64) = sqlx::query_as(
         "WITH RECURSIVE sub(id) AS (SELECT $1::uuid UNION ALL SELECT t.id FROM tenants t JOIN sub ON t.parent_id = sub.id)
-         SELECT count(*), coalesce(sum(memory_mib), 0)::bigint FROM deployments
-          WHERE tenant_id IN (SELECT id FROM sub) AND state <> 'stopped'",
+         SELECT (SELECT count(*) FROM deployments WHERE tenant_id IN (SELECT id FROM sub) AND state <> 'stopped'),
+                (SELECT coalesce(sum(memory_mib), 0)::bigint FROM deployments
+                  WHERE tenant_id IN (SELECT id FROM sub) AND state <> 'stopped'),
+                (SELECT coalesce(sum(size_mib), 0)::bigint FROM block_devices WHERE tenant_id IN (SELECT id FROM sub))",
     )
     .bind(tenant.tenant_id())
     .fetch_one(&state.db)
     .await?;
-    Ok(HttpResponse::Ok().json(QuotaUsage { quota: quota.map(Quota::from), unikernels, memory_mib }))
+    Ok(HttpResponse::Ok().json(QuotaUsage {
+        quota: quota.map(Quota::from),
+        unikernels,
+        memory_mib,
+        block_mib,
+    }))
 }
 
 /// Set a tenant's quota: administrators for any tenant, owners of the parent for sub-tenants.

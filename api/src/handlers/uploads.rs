@@ -252,7 +252,7 @@ pub async fn get_upload(
 }
 
 /// Removes a staged file however the handler ends.
-struct StagedFile(std::path::PathBuf);
+pub(crate) struct StagedFile(pub(crate) std::path::PathBuf);
 
 impl Drop for StagedFile {
     fn drop(&mut self) {
@@ -312,20 +312,9 @@ pub async fn put_artifact(
         return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
     }
 
-    let staged = StagedFile(state.store.staging.join(format!("{upload_id}-{}.part", Uuid::new_v4())));
-    let mut staging = Staging::create(&staged.0).map_err(ApiError::internal)?;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest {
-            code: "body-unreadable",
-            detail: "the upload was interrupted".into(),
-            errors: vec![],
-        })?;
-        if staging.bytes_so_far() + chunk.len() as u64 > allowed {
-            return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
-        }
-        staging.push(chunk).await.map_err(ApiError::internal)?;
-    }
-    let (actual, written) = staging.finish().await.map_err(ApiError::internal)?;
+    let (staged, actual, written) =
+        receive(&state, &mut body, allowed, || too_large(limits.max_artifact_bytes, limits.max_build_bytes))
+            .await?;
     if declared_size.is_some_and(|n| n != written) {
         return Err(ApiError::field("content-length", "the body is shorter than declared"));
     }
@@ -353,6 +342,31 @@ pub async fn put_artifact(
         size: written as i64,
         available: true,
     }))
+}
+
+/// Streams a request body into a staging file (removed when the result is dropped), hashing
+/// it on the way; more than `limit` bytes is refused with `too_large()`.
+pub(crate) async fn receive(
+    state: &AppState,
+    body: &mut web::Payload,
+    limit: u64,
+    too_large: impl Fn() -> ApiError,
+) -> Result<(StagedFile, [u8; 32], u64), ApiError> {
+    let staged = StagedFile(state.store.staging.join(format!("{}.part", Uuid::new_v4())));
+    let mut staging = Staging::create(&staged.0).map_err(ApiError::internal)?;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest {
+            code: "body-unreadable",
+            detail: "the upload was interrupted".into(),
+            errors: vec![],
+        })?;
+        if staging.bytes_so_far() + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        staging.push(chunk).await.map_err(ApiError::internal)?;
+    }
+    let (sha256, written) = staging.finish().await.map_err(ApiError::internal)?;
+    Ok((staged, sha256, written))
 }
 
 fn too_large(artifact: u64, build: u64) -> ApiError {
@@ -472,6 +486,7 @@ pub async fn finalize_upload(
     )
     .await?;
     tx.commit().await?;
+    crate::manifests::read_for_build(&state, upload.build_id).await;
     Ok(HttpResponse::Created().json(readable_build(&state.db, &scope, upload.build_id).await?))
 }
 

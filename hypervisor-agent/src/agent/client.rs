@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use petrel_wire::builds::NewConsoleLine;
 use petrel_wire::deployments::{
-    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, DeploymentStats, EnrollRequest, Enrolled,
-    StateReport,
+    AgentConsole, AgentHeartbeat, Assignments, AssignmentsRequest, BlockReport, DeploymentStats,
+    EnrollRequest, Enrolled, StateReport,
 };
 use petrel_wire::http::{ApiHttp, error_chain};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::reconcile::Control;
 
 pub use petrel_wire::http::ClientError;
+
+/// The header naming a body's SHA-256 (hex), both ways.
+const SHA256_HEADER: &str = "x-petrel-sha256";
 
 /// How long the server holds an assignments long-poll (at most 60 s by the protocol).
 pub const ASSIGNMENTS_WAIT_SECS: i32 = 30;
@@ -91,6 +95,76 @@ impl ApiClient {
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.sync_all().await.map_err(local)
+    }
+
+    /// Streams a block device's pending upload into `dest`, refusing more than `capacity`
+    /// bytes or a body whose SHA-256 differs from the one the API names.
+    pub async fn block_content(&self, id: Uuid, dest: &Path, capacity: u64) -> Result<(), ClientError> {
+        let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", dest.display()));
+        let request = self.http.request(
+            Method::GET,
+            &format!("/agent/block-devices/{id}/content"),
+            Duration::from_secs(3600),
+        );
+        let mut response = self.http.send(request).await?;
+        let named = response
+            .headers()
+            .get(SHA256_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Unavailable(format!("the upload came without {SHA256_HEADER}")))?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Unavailable(format!("the download broke off: {}", error_chain(&e))))?
+        {
+            written += chunk.len() as u64;
+            if written > capacity {
+                return Err(ClientError::Local(format!(
+                    "the upload is larger than the device ({capacity} bytes)"
+                )));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.sync_all().await.map_err(local)?;
+        let got = hex::encode(hasher.finalize());
+        if got != named {
+            return Err(ClientError::Local(format!("the upload named {named} has SHA-256 {got}")));
+        }
+        Ok(())
+    }
+
+    pub async fn report_block(&self, id: Uuid, report: &BlockReport) -> Result<(), ClientError> {
+        self.post(&format!("/agent/block-devices/{id}/report"), report, Duration::from_secs(20)).await
+    }
+
+    /// Sends the file at `path` as copy `number` of a block device.
+    pub async fn export_block(
+        &self,
+        id: Uuid,
+        number: i64,
+        path: &Path,
+        sha256: &str,
+    ) -> Result<(), ClientError> {
+        let local = |e: std::io::Error| ClientError::Local(format!("{}: {e}", path.display()));
+        let file = tokio::fs::File::open(path).await.map_err(local)?;
+        let size = file.metadata().await.map_err(local)?.len();
+        let request = self
+            .http
+            .request(
+                Method::PUT,
+                &format!("/agent/block-devices/{id}/export/{number}"),
+                Duration::from_secs(3600),
+            )
+            .header(SHA256_HEADER, sha256)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::from(file));
+        self.http.send(request).await.map(drop)
     }
 
     pub async fn state(&self, deployment: Uuid, report: &StateReport) -> Result<(), ClientError> {

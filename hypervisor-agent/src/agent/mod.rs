@@ -3,8 +3,10 @@
 //! its assignments and makes the host run exactly those unikernels ([`reconcile`]), reporting
 //! their states and shipping their consoles.
 //!
-//! State directory: `credential` (0600), `agent.json` (id, name, API), `images/<sha256>`.
+//! State directory: `credential` (0600), `agent.json` (id, name, API), `images/<sha256>`,
+//! `blocks/<block device id>`.
 
+pub mod blocks;
 pub mod client;
 pub mod images;
 pub mod inventory;
@@ -27,6 +29,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use blocks::BlockStore;
 use client::{ApiClient, ClientError};
 use images::ImageError;
 use inventory::InventoryError;
@@ -93,6 +96,10 @@ impl AgentConfig {
 
     pub fn image_dir(&self) -> PathBuf {
         self.state_dir.join("images")
+    }
+
+    pub fn block_dir(&self) -> PathBuf {
+        self.state_dir.join("blocks")
     }
 
     async fn inventory(&self) -> Result<Inventory, InventoryError> {
@@ -168,22 +175,32 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
     // Checks the tender before anything runs: without one there is nothing to do.
     let inventory = config.inventory().await?;
     tracing::info!(?inventory, "starting");
-    let mut runtime = RuntimeConfig::new(config.tender.clone(), inventory.tender_abi, config.image_dir());
+    let mut runtime = RuntimeConfig::new(
+        config.tender.clone(),
+        inventory.tender_abi,
+        config.image_dir(),
+        config.block_dir(),
+    );
     runtime.stats_interval = config.stats_interval;
     let mut reconciler = Reconciler::new(client.clone(), runtime)?;
+    let block_dir = config.block_dir();
+    let mut blocks = BlockStore::open(&block_dir).map_err(io_error(&block_dir))?;
     let (revoked_tx, revoked) = watch::channel(None);
     let heartbeat = tokio::spawn(heartbeats(client.clone(), config.clone(), inventory, revoked_tx));
-    let result = follow_assignments(&client, &mut reconciler, revoked, shutdown).await;
+    let result = follow_assignments(&client, &mut reconciler, &mut blocks, revoked, shutdown).await;
     heartbeat.abort();
     tracing::info!("stopping every unikernel");
     reconciler.shutdown().await;
     result
 }
 
-/// The long-poll loop: applies each new generation of assignments.
+/// The long-poll loop: applies each new generation of assignments. Block devices' files are
+/// made before the deployments that use them start; uploads and copies wait until the
+/// deployments that stopped have stopped; files of deleted devices go last.
 async fn follow_assignments(
     client: &ApiClient,
     reconciler: &mut Reconciler<ApiClient>,
+    blocks: &mut BlockStore,
     mut revoked: watch::Receiver<Option<String>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
@@ -191,6 +208,7 @@ async fn follow_assignments(
     // 0: the API's generations start at 1, so the first poll answers at once.
     let mut generation = 0;
     let mut retry = Duration::from_secs(1);
+    let mut block_devices = Vec::new();
     loop {
         let polled = tokio::select! {
             polled = client.assignments(generation) => polled,
@@ -207,12 +225,20 @@ async fn follow_assignments(
                     "new assignments"
                 );
                 // Not cancelled by shutdown: a half-applied generation would leave stray tasks.
+                blocks.create_missing(&assignments.block_devices);
                 reconciler.apply(&assignments.deployments).await;
+                blocks.sync(client, &assignments.block_devices, &reconciler.blocks_in_use()).await;
+                blocks.prune(&assignments.block_devices, &reconciler.blocks_in_use());
+                block_devices = assignments.block_devices;
                 generation = assignments.generation;
                 retry = Duration::from_secs(1);
                 continue;
             }
-            Ok(None) => continue,
+            Ok(None) => {
+                // Work that found the API unreachable is tried again.
+                blocks.sync(client, &block_devices, &reconciler.blocks_in_use()).await;
+                continue;
+            }
             Err(e @ ClientError::Refused { status: 401 | 403, .. }) => {
                 return Err(AgentError::Revoked(e.to_string()));
             }

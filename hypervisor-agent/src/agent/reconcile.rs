@@ -21,7 +21,7 @@ use super::client::ClientError;
 use super::images::{ImageCache, ImageError};
 use super::restart::{Backoff, Decision, Exit, decide};
 use super::tap::Tap;
-use super::unikernel::{ConsoleBuffer, LaunchSpec, NetArg, Unikernel};
+use super::unikernel::{BlockArg, ConsoleBuffer, LaunchSpec, NetArg, Unikernel};
 use crate::DeviceType;
 
 /// What the reconciler needs from the API. [`super::client::ApiClient`] in production; tests
@@ -54,6 +54,8 @@ pub struct RuntimeConfig {
     /// The solo5 ABI version the tender runs (its `--version`); images must match it.
     pub tender_abi: u32,
     pub image_dir: PathBuf,
+    /// Where block devices' files are ([`super::blocks::BlockStore`]).
+    pub block_dir: PathBuf,
     /// Between SIGTERM and SIGKILL when stopping a tender.
     pub stop_grace: Duration,
     pub backoff: Backoff,
@@ -69,11 +71,12 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    pub fn new(tender: PathBuf, tender_abi: u32, image_dir: PathBuf) -> RuntimeConfig {
+    pub fn new(tender: PathBuf, tender_abi: u32, image_dir: PathBuf, block_dir: PathBuf) -> RuntimeConfig {
         RuntimeConfig {
             tender,
             tender_abi,
             image_dir,
+            block_dir,
             stop_grace: Duration::from_secs(5),
             backoff: Backoff::default(),
             start_timeout: Duration::from_secs(60),
@@ -102,6 +105,8 @@ struct Shared {
 
 struct Instance {
     revision: i64,
+    /// The block devices it uses.
+    blocks: Vec<Uuid>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     shared: Arc<Shared>,
@@ -149,7 +154,9 @@ impl<C: Control> Reconciler<C> {
             let shared = Arc::new(Shared::default());
             let task =
                 tokio::spawn(supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx));
-            self.instances.insert(a.deployment_id, Instance { revision: a.revision, stop, task, shared });
+            let blocks = a.blocks.iter().map(|b| b.block_device_id).collect();
+            self.instances
+                .insert(a.deployment_id, Instance { revision: a.revision, blocks, stop, task, shared });
             // Sent at the first start (or failure); dropped with the task.
             if tokio::time::timeout(self.ctx.config.start_timeout, started_rx).await.is_err() {
                 tracing::warn!(deployment = %a.deployment_id, name = %a.name, "slow to start; starting the next");
@@ -174,6 +181,16 @@ impl<C: Control> Reconciler<C> {
     /// false once it ended for good (exited, failed, no longer known to the API).
     pub fn supervising(&self, deployment: Uuid) -> bool {
         self.instances.get(&deployment).is_some_and(|i| !i.task.is_finished())
+    }
+
+    /// The block devices of the deployments still supervised (running, starting, waiting to
+    /// restart): their files must not be replaced or copied.
+    pub fn blocks_in_use(&self) -> HashSet<Uuid> {
+        self.instances
+            .values()
+            .filter(|i| !i.task.is_finished())
+            .flat_map(|i| i.blocks.iter().copied())
+            .collect()
     }
 
     /// The pid of the deployment's tender, while one runs.
@@ -288,7 +305,7 @@ async fn run<C: Control>(
         prepared = prepare(ctx, a) => prepared,
         _ = halt.wait() => return,
     };
-    let (image, nets) = match prepared {
+    let (image, nets, blocks) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => return failed(message),
     };
@@ -314,6 +331,7 @@ async fn run<C: Control>(
                 mac: mac.clone(),
             })
             .collect(),
+        blocks,
         args: a.args.clone(),
     };
     let mut backoff = ctx.config.backoff.clone();
@@ -361,13 +379,13 @@ async fn run<C: Control>(
     }
 }
 
+/// What [`prepare`] found ready: the image's path, the nets as (device, bridge, MAC), and
+/// the block devices.
+type Prepared = (PathBuf, Vec<(String, String, String)>, Vec<BlockArg>);
+
 /// Checks everything that can be checked before starting: the image (fetched, verified,
-/// inspected), its devices against the requested ones, CPUs and MACs. Returns the image's
-/// path and the nets as (device, bridge, MAC).
-async fn prepare<C: Control>(
-    ctx: &Ctx<C>,
-    a: &Assignment,
-) -> Result<(PathBuf, Vec<(String, String, String)>), String> {
+/// inspected), its devices against the requested ones, the block devices' files, MACs.
+async fn prepare<C: Control>(ctx: &Ctx<C>, a: &Assignment) -> Result<Prepared, String> {
     if a.memory_mib < 1 {
         return Err(format!("memory_mib {} is below 1", a.memory_mib));
     }
@@ -409,13 +427,6 @@ async fn prepare<C: Control>(
     let devices = |kind| -> BTreeSet<&str> {
         info.devices.iter().filter(|d| d.kind == kind).map(|d| d.name.as_str()).collect()
     };
-    let blocks = devices(DeviceType::Block);
-    if !blocks.is_empty() {
-        return Err(format!(
-            "block devices are not supported yet (the image's manifest declares {})",
-            set(&blocks)
-        ));
-    }
     let manifest_nets = devices(DeviceType::Net);
     if manifest_nets != requested {
         return Err(format!(
@@ -424,7 +435,31 @@ async fn prepare<C: Control>(
             set(&requested)
         ));
     }
-    Ok((image, nets))
+    let manifest_blocks = devices(DeviceType::Block);
+    let requested_blocks: BTreeSet<&str> = a.blocks.iter().map(|b| b.device.as_str()).collect();
+    if manifest_blocks != requested_blocks {
+        return Err(format!(
+            "the image's manifest declares block devices {} but the deployment attaches {}",
+            set(&manifest_blocks),
+            set(&requested_blocks)
+        ));
+    }
+    let mut blocks = Vec::with_capacity(a.blocks.len());
+    for block in &a.blocks {
+        let path = super::blocks::BlockStore::path(&ctx.config.block_dir, block.block_device_id);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("block device {}: {}: {e}", block.device, path.display()))?
+            .len();
+        let sector_size = u64::try_from(block.sector_size).unwrap_or(0);
+        if sector_size < 512 || !sector_size.is_power_of_two() || size % sector_size != 0 {
+            return Err(format!(
+                "block device {}: sector size {} does not divide its {size} bytes",
+                block.device, block.sector_size
+            ));
+        }
+        blocks.push(BlockArg { device: block.device.clone(), path, sector_size });
+    }
+    Ok((image, nets, blocks))
 }
 
 fn set(names: &BTreeSet<&str>) -> String {

@@ -49,7 +49,16 @@ pub struct LaunchSpec {
     /// CPU ids to pin the tender to; any when empty.
     pub cpus: Vec<i32>,
     pub nets: Vec<NetArg>,
+    pub blocks: Vec<BlockArg>,
     pub args: Vec<String>,
+}
+
+/// A block device's file, as the tender opens it (`--block:DEVICE=PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockArg {
+    pub device: String,
+    pub path: PathBuf,
+    pub sector_size: u64,
 }
 
 impl LaunchSpec {
@@ -59,6 +68,12 @@ impl LaunchSpec {
         for net in &self.nets {
             argv.push(format!("--net:{}=@{}", net.device, net.tap_fd).into());
             argv.push(format!("--net-mac:{}={}", net.device, net.mac).into());
+        }
+        for block in &self.blocks {
+            let mut arg = OsString::from(format!("--block:{}=", block.device));
+            arg.push(&block.path);
+            argv.push(arg);
+            argv.push(format!("--block-sector-size:{}={}", block.device, block.sector_size).into());
         }
         argv.push("--".into());
         argv.push(self.image.clone().into());
@@ -374,6 +389,11 @@ mod tests {
             memory_mib: 32,
             cpus: vec![],
             nets: vec![NetArg { device: "service".into(), tap_fd: 7, mac: "02:00:00:00:00:01".into() }],
+            blocks: vec![BlockArg {
+                device: "storage".into(),
+                path: "/var/lib/petrel-agent/blocks/b1".into(),
+                sector_size: 4096,
+            }],
             args: vec!["--ipv4=10.0.0.2/24".into()],
         };
         let argv: Vec<String> = spec.argv().into_iter().map(|a| a.into_string().unwrap()).collect();
@@ -383,6 +403,8 @@ mod tests {
                 "--mem=32",
                 "--net:service=@7",
                 "--net-mac:service=02:00:00:00:00:01",
+                "--block:storage=/var/lib/petrel-agent/blocks/b1",
+                "--block-sector-size:storage=4096",
                 "--",
                 "/var/lib/petrel-agent/images/ab",
                 "--ipv4=10.0.0.2/24"

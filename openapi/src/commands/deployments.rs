@@ -29,6 +29,8 @@ const DEPLOYMENT_DETAIL: &[Column] = &[
     ("memory (MiB)", "/memory_mib"),
     ("cpus", "/cpus"),
     ("args", "/args"),
+    ("nets", "/nets"),
+    ("blocks", "/blocks"),
     ("restart", "/restart/kind"),
     ("restarts", "/restarts"),
     ("previous image", "/previous_image_sha256"),
@@ -69,6 +71,10 @@ pub enum Deploy {
         /// DEVICE=BRIDGE: attach the manifest's network device to a host bridge (repeat).
         #[arg(long = "net", value_parser = super::key_value)]
         nets: Vec<(String, String)>,
+        /// DEVICE=BLOCK[@SECTOR_SIZE]: back the manifest's block device with one of the tenant's
+        /// block devices (repeat).
+        #[arg(long = "block", value_parser = super::key_value)]
+        blocks: Vec<(String, String)>,
         /// never, or on-failure.
         #[arg(long, default_value = "never")]
         restart: String,
@@ -136,7 +142,19 @@ pub async fn run(ctx: &Ctx, command: Deploy) -> Result<(), CliError> {
             &ctx.api.get_deployment().deployment_id(id).send().await?.into_inner(),
             DEPLOYMENT_DETAIL,
         ),
-        Deploy::Create { name, tenant, image, memory_mib, cpus, args, nets, restart, restart_on, agent } => {
+        Deploy::Create {
+            name,
+            tenant,
+            image,
+            memory_mib,
+            cpus,
+            args,
+            nets,
+            blocks,
+            restart,
+            restart_on,
+            agent,
+        } => {
             let tenant = tenant_or_only(ctx, tenant).await?;
             let restart = match restart.as_str() {
                 "never" => json!({ "kind": "never" }),
@@ -151,9 +169,26 @@ pub async fn run(ctx: &Ctx, command: Deploy) -> Result<(), CliError> {
                 .into_iter()
                 .map(|(device, bridge)| json!({ "device": device, "bridge": bridge }))
                 .collect();
+            let blocks = blocks
+                .into_iter()
+                .map(|(device, block)| {
+                    let (block, sector_size) = match block.split_once('@') {
+                        Some((block, size)) => (
+                            block.to_owned(),
+                            Some(size.parse::<i32>().map_err(|_| {
+                                CliError::Usage(format!(
+                                    "--block {device}={block}@{size}: the sector size is a number"
+                                ))
+                            })?),
+                        ),
+                        None => (block, None),
+                    };
+                    Ok(json!({ "device": device, "block_device": block, "sector_size": sector_size }))
+                })
+                .collect::<Result<Vec<_>, CliError>>()?;
             let request = body::<types::CreateDeployment>(json!({
                 "name": name, "image_sha256": image, "memory_mib": memory_mib, "cpus": cpus,
-                "args": args, "nets": nets, "restart": restart, "agent_id": agent,
+                "args": args, "nets": nets, "blocks": blocks, "restart": restart, "agent_id": agent,
             }))?;
             let created =
                 ctx.api.create_deployment().tenant_id(tenant).body(request).send().await?.into_inner();

@@ -11,6 +11,7 @@ use crate::generated::Client;
 use crate::output::Output;
 
 mod admin;
+mod blocks;
 mod builds;
 mod deployments;
 mod jobs;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Unikernel deployments on KVM hosts.
     #[command(subcommand)]
     Deploy(deployments::Deploy),
+    /// Block devices: created on an agent, uploaded, attached to deployments, downloaded.
+    #[command(subcommand)]
+    Block(blocks::Block),
     /// A tenant's deployment quota and its usage.
     #[command(subcommand)]
     Quota(deployments::Quota),
@@ -132,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             builds::fleet(&ctx, &ecosystem, &name, version, deployed, page).await
         }
         Command::Deploy(c) => deployments::run(&ctx, c).await,
+        Command::Block(c) => blocks::run(&ctx, c).await,
         Command::Quota(c) => deployments::quota(&ctx, c).await,
         Command::Worker(c) => admin::worker(&ctx, c).await,
         Command::Agent(c) => admin::agent(&ctx, c).await,

@@ -94,6 +94,20 @@ impl Setup {
         self.run_as(&self.token, args).await
     }
 
+    /// Runs the CLI in the background (for commands that wait on something the test does).
+    fn spawn(&self, args: &[&str]) -> tokio::task::JoinHandle<Run> {
+        let (home, url, token) =
+            (self.home.path().to_owned(), self.server.server.url.clone(), self.token.clone());
+        let ca = self.ca_file.path().display().to_string();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::spawn(async move {
+            let env =
+                [("PETREL_URL", url.as_str()), ("PETREL_TOKEN", token.as_str()), ("PETREL_CA", ca.as_str())];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            petrel(&home, &env, &args).await
+        })
+    }
+
     async fn run_as(&self, token: &str, args: &[&str]) -> Run {
         let ca = self.ca_file.path().display().to_string();
         let env =
@@ -516,4 +530,83 @@ async fn deployments_update_roll_back_restart_and_show_stats() {
     setup.run(&["deploy", "destroy", &id]).await.ok();
     let followed = tokio::time::timeout(std::time::Duration::from_secs(30), follower).await.unwrap().unwrap();
     assert_eq!(followed.ok().stdout, "booting\nserving\n");
+}
+
+#[tokio::test]
+async fn block_devices_are_created_uploaded_downloaded_and_deleted() {
+    let setup = Setup::new().await;
+    let tenant = setup.tenant.to_string();
+    let admin = setup.server.admin().await;
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": 1, "memory_mib": 64, "block_mib": 8, "cpus": [], "bridges": []}),
+        )
+        .await
+        .expect(200);
+    // The test speaks for the agent that keeps the device.
+    let (_, agent) = super::deployments::agent(&admin, "kvm-1", &[]).await;
+    setup.run(&["block", "create", "big", "--size-mib", "16"]).await.fails_with(5, "block quota by 8 MiB");
+    let created = setup.run(&["block", "create", "disk", "--size-mib", "4", "--json"]).await.json();
+    let id = created["id"].as_str().unwrap().to_string();
+    let listed = setup.run(&["block", "list"]).await.ok().stdout;
+    assert!(listed.contains("disk") && listed.contains(&id), "{listed}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seed.img");
+    std::fs::write(&file, b"seed data").unwrap();
+    let too_big = dir.path().join("big.img");
+    std::fs::write(&too_big, vec![0u8; 4 * 1024 * 1024 + 1]).unwrap();
+    setup.run(&["block", "upload", &id, too_big.to_str().unwrap()]).await.fails_with(3, "payload-too-large");
+    // Uploading waits until the agent wrote it.
+    let upload = setup.spawn(&["block", "upload", &id, file.to_str().unwrap(), "--json"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let a = agent
+            .post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0}))
+            .await
+            .expect(200);
+        if a.body["block_devices"][0]["content_version"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the upload never reached the agent: {}", a.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!upload.is_finished(), "the CLI returned before the agent wrote the upload");
+    agent
+        .post(&format!("/api/v1/agent/block-devices/{id}/report"), json!({"applied_version": 1}))
+        .await
+        .expect(204);
+    let uploaded = upload.await.unwrap().json();
+    assert_eq!(uploaded["upload_pending"], false);
+
+    // Downloading: the agent sends its copy; the CLI verifies it against the named SHA-256.
+    let output = dir.path().join("copy.img");
+    let download = setup.spawn(&["block", "download", &id, "-o", output.to_str().unwrap(), "--json"]);
+    loop {
+        let a = agent
+            .post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0}))
+            .await
+            .expect(200);
+        if a.body["block_devices"][0]["export_requested"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no copy was asked for: {}", a.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let copy = b"the device as the agent has it".to_vec();
+    let sent = agent
+        .request(reqwest::Method::PUT, &format!("/api/v1/agent/block-devices/{id}/export/1"))
+        .header("x-petrel-sha256", hex::encode(Sha256::digest(&copy)))
+        .body(copy.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status().as_u16(), 204);
+    let downloaded = download.await.unwrap().json();
+    assert_eq!(downloaded["sha256"], hex::encode(Sha256::digest(&copy)));
+    assert_eq!(std::fs::read(&output).unwrap(), copy);
+
+    setup.run(&["block", "delete", &id]).await.ok();
+    setup.run(&["block", "show", &id]).await.fails_with(4, "not-found");
 }

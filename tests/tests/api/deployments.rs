@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 fn inventory(bridges: &[&str]) -> Value {
-    json!({"cpus": 2, "memory_mib": 1024, "bridges": bridges, "block_mib": 0,
+    json!({"cpus": 2, "memory_mib": 1024, "bridges": bridges, "block_mib": 1024,
            "tender_version": "petrel-hvt test", "tender_abi": 2})
 }
 
@@ -489,4 +489,287 @@ async fn the_fleet_search_names_the_running_deployments_of_a_package() {
     // Destroyed: no longer running anywhere.
     admin.delete(&format!("/api/v1/deployments/{}", created.id())).await.expect(204);
     assert_eq!(admin.get(&format!("{search}&deployed=true")).await.expect(200).body["items"], json!([]));
+}
+
+/// PUTs raw bytes as a block device's contents (with their SHA-256 unless `sha` overrides it).
+async fn upload_block(
+    client: &Client,
+    id: &str,
+    data: &[u8],
+    sha: Option<&str>,
+) -> petrel_tests::client::Resp {
+    let sha = sha.map(str::to_owned).unwrap_or_else(|| hex::encode(Sha256::digest(data)));
+    let request = client
+        .request(reqwest::Method::PUT, &format!("/api/v1/block-devices/{id}/content"))
+        .header("x-petrel-sha256", sha)
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec());
+    Client::read(request.send().await.unwrap()).await
+}
+
+/// The agent's current assignments.
+async fn assignments(agent: &Client) -> Value {
+    agent.post("/api/v1/agent/assignments", json!({"generation": 0, "wait_secs": 0})).await.expect(200).body
+}
+
+#[tokio::test]
+async fn block_devices_are_admitted_placed_uploaded_attached_copied_and_kept_apart() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let (agent_id, agent) = agent(&admin, "kvm-1", &["br0"]).await;
+    let blocks = format!("/api/v1/tenants/{tenant}/block-devices");
+    admin.post(&blocks, json!({"name": "data", "size_mib": 64})).await.expect_problem(403, "no-quota");
+    quota(&admin, tenant, 4, 256, &["br0"]).await;
+    // A quota without block storage allows none (albatross' policies).
+    let r = admin
+        .post(&blocks, json!({"name": "data", "size_mib": 64}))
+        .await
+        .expect_problem(403, "quota-exceeded");
+    assert_eq!(r.body["errors"][0]["field"], "size_mib");
+    let limits =
+        json!({"unikernels": 4, "memory_mib": 256, "block_mib": 100, "cpus": [0, 1], "bridges": ["br0"]});
+    admin.put(&format!("/api/v1/tenants/{tenant}/quota"), limits).await.expect(200);
+    let r = admin
+        .post(&blocks, json!({"name": "Bad Name", "size_mib": 0}))
+        .await
+        .expect_problem(400, "validation-failed");
+    let fields: Vec<&str> =
+        r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "size_mib"]);
+
+    let data = admin.post(&blocks, json!({"name": "data", "size_mib": 64})).await.expect(201);
+    let id = data.body["id"].as_str().unwrap().to_string();
+    assert_eq!(data.body["agent_id"], agent_id.to_string());
+    assert_eq!(data.body["attached_to"], Value::Null);
+    assert_eq!(data.body["upload_pending"], false);
+    let r = admin
+        .post(&blocks, json!({"name": "more", "size_mib": 64}))
+        .await
+        .expect_problem(403, "quota-exceeded");
+    let message = r.body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("by 28 MiB") && message.contains("100 MiB allowed, 64 MiB in use"), "{message}");
+    admin
+        .post(&blocks, json!({"name": "data", "size_mib": 1}))
+        .await
+        .expect_problem(409, "block-device-name-taken");
+    let usage = admin.get(&format!("/api/v1/tenants/{tenant}/quota")).await.expect(200);
+    assert_eq!(usage.body["block_mib"], 64);
+    // The agent is told to keep it.
+    let assigned = assignments(&agent).await;
+    assert_eq!(
+        assigned["block_devices"],
+        json!([{"id": id, "size_mib": 64, "content_version": 0,
+        "applied_version": 0, "export_requested": 0, "export_version": 0}])
+    );
+
+    // Uploads: checked against their hash and the device's size.
+    let tiny = admin.post(&blocks, json!({"name": "tiny", "size_mib": 1})).await.expect(201);
+    let tiny_id = tiny.body["id"].as_str().unwrap();
+    upload_block(&admin, tiny_id, &vec![1u8; (1 << 20) + 1], None)
+        .await
+        .expect_problem(413, "payload-too-large");
+    let r = upload_block(&admin, tiny_id, b"abc", Some(&"0".repeat(64)))
+        .await
+        .expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "x-petrel-sha256");
+    admin.delete(&format!("/api/v1/block-devices/{tiny_id}")).await.expect(204);
+    let content = b"hello from an upload\n";
+    let uploaded = upload_block(&admin, &id, content, None).await.expect(202);
+    assert_eq!(uploaded.body["upload_pending"], true);
+
+    // Not attachable until the agent wrote it.
+    let sha = image(&admin, tenant, b"a unikernel with storage").await;
+    let mut with_block = create_body("db", &sha, 32);
+    with_block["blocks"] = json!([{"device": "storage", "block_device": "data", "sector_size": 4096}]);
+    let deployments = format!("/api/v1/tenants/{tenant}/deployments");
+    let r = admin.post(&deployments, with_block.clone()).await.expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "blocks[0].block_device");
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("upload"), "{}", r.text);
+
+    // The agent fetches the upload, writes it and says so.
+    let assigned = assignments(&agent).await;
+    assert_eq!(assigned["block_devices"][0]["content_version"], 1);
+    let fetched = agent
+        .request(reqwest::Method::GET, &format!("/api/v1/agent/block-devices/{id}/content"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.headers()["x-petrel-sha256"], hex::encode(Sha256::digest(content)));
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), content);
+    agent
+        .post(&format!("/api/v1/agent/block-devices/{id}/report"), json!({"applied_version": 1}))
+        .await
+        .expect(204);
+    assert_eq!(
+        admin.get(&format!("/api/v1/block-devices/{id}")).await.expect(200).body["upload_pending"],
+        false
+    );
+    // Written: the upload is no longer offered.
+    agent.get(&format!("/api/v1/agent/block-devices/{id}/content")).await.expect_problem(404, "not-found");
+
+    // Attached: the deployment is pinned to the device's agent.
+    for (blocks, field) in [
+        (json!([{"device": "storage", "block_device": "nope"}]), "blocks[0].block_device"),
+        (json!([{"device": "storage", "block_device": "data", "sector_size": 100}]), "blocks[0].sector_size"),
+        (
+            json!([{"device": "storage", "block_device": "data"}, {"device": "storage", "block_device": "data"}]),
+            "blocks[1].device",
+        ),
+    ] {
+        let mut body = create_body("bad", &sha, 32);
+        body["blocks"] = blocks;
+        let r = admin.post(&deployments, body).await.expect_problem(400, "validation-failed");
+        assert_eq!(r.body["errors"][0]["field"], field, "{}", r.text);
+    }
+    let created = admin.post(&deployments, with_block.clone()).await.expect(201);
+    let deployment = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["agent_id"], agent_id.to_string());
+    assert_eq!(
+        created.body["blocks"],
+        json!([{"device": "storage", "block_device": "data", "sector_size": 4096}])
+    );
+    let assigned = assignments(&agent).await;
+    assert_eq!(
+        assigned["deployments"][0]["blocks"],
+        json!([{"device": "storage", "block_device_id": id, "sector_size": 4096}])
+    );
+    assert_eq!(
+        admin.get(&format!("/api/v1/block-devices/{id}")).await.expect(200).body["attached_to"],
+        deployment
+    );
+    // A device backs one deployment; it is neither overwritten, deleted nor copied meanwhile.
+    with_block["name"] = json!("db2");
+    let r = admin.post(&deployments, with_block).await.expect_problem(400, "validation-failed");
+    assert!(
+        r.body["errors"][0]["message"].as_str().unwrap().contains("backs deployment \"db\""),
+        "{}",
+        r.text
+    );
+    upload_block(&admin, &id, b"x", None).await.expect_problem(409, "block-device-attached");
+    admin.delete(&format!("/api/v1/block-devices/{id}")).await.expect_problem(409, "block-device-attached");
+    admin
+        .get(&format!("/api/v1/block-devices/{id}/content"))
+        .await
+        .expect_problem(409, "block-device-in-use");
+
+    // Other tenants see nothing of it.
+    let other = api.tenant("other", None).await;
+    let (_, owner) = api.user("owner-other").await;
+    api.member(other, "owner-other", "owner").await;
+    for path in ["", "/content"] {
+        owner.get(&format!("/api/v1/block-devices/{id}{path}")).await.expect_problem(404, "not-found");
+    }
+    upload_block(&owner, &id, b"x", None).await.expect_problem(404, "not-found");
+    owner.delete(&format!("/api/v1/block-devices/{id}")).await.expect_problem(404, "not-found");
+    owner.get(&format!("/api/v1/tenants/{tenant}/block-devices")).await.expect_problem(404, "not-found");
+    let mut theirs = create_body("theirs", &image(&admin, other, b"other image").await, 16);
+    theirs["blocks"] = json!([{"device": "storage", "block_device": "data"}]);
+    quota(&admin, other, 2, 100, &[]).await;
+    let r = owner
+        .post(&format!("/api/v1/tenants/{other}/deployments"), theirs)
+        .await
+        .expect_problem(400, "validation-failed");
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("no block device named"), "{}", r.text);
+
+    // Once the deployment is gone, a download asks the agent for a copy and streams it.
+    admin.delete(&format!("/api/v1/deployments/{deployment}")).await.expect(204);
+    let download = tokio::spawn({
+        let admin = admin.clone();
+        let id = id.clone();
+        async move {
+            let response = admin
+                .request(reqwest::Method::GET, &format!("/api/v1/block-devices/{id}/content"))
+                .send()
+                .await
+                .unwrap();
+            let sha = response.headers().get("x-petrel-sha256").map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), sha, response.bytes().await.unwrap())
+        }
+    });
+    let mut device = json!(null);
+    for _ in 0..100 {
+        device = assignments(&agent).await["block_devices"][0].clone();
+        if device["export_requested"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(device["export_requested"], 1, "{device}");
+    let copy = b"the device's bytes".to_vec();
+    let stored = agent
+        .request(reqwest::Method::PUT, &format!("/api/v1/agent/block-devices/{id}/export/1"))
+        .header("x-petrel-sha256", hex::encode(Sha256::digest(&copy)))
+        .body(copy.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status().as_u16(), 204);
+    let (status, sha, bytes) = download.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(sha, Some(hex::encode(Sha256::digest(&copy))));
+    assert_eq!(bytes.as_ref(), copy.as_slice());
+    // A copy the agent cannot make is a clear refusal.
+    let failing = tokio::spawn({
+        let admin = admin.clone();
+        let id = id.clone();
+        async move { admin.get(&format!("/api/v1/block-devices/{id}/content")).await }
+    });
+    for _ in 0..100 {
+        if assignments(&agent).await["block_devices"][0]["export_requested"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    agent
+        .post(
+            &format!("/api/v1/agent/block-devices/{id}/report"),
+            json!({"failed_export": 2, "message": "disk on fire"}),
+        )
+        .await
+        .expect(204);
+    let r = failing.await.unwrap().expect_problem(409, "export-failed");
+    assert!(r.body["detail"].as_str().unwrap().contains("disk on fire"), "{}", r.text);
+
+    // Deleted: its agent drops it and the quota is free again.
+    admin.delete(&format!("/api/v1/block-devices/{id}")).await.expect(204);
+    assert_eq!(assignments(&agent).await["block_devices"], json!([]));
+    assert_eq!(admin.get(&format!("/api/v1/tenants/{tenant}/quota")).await.expect(200).body["block_mib"], 0);
+    admin.get(&format!("/api/v1/block-devices/{id}")).await.expect_problem(404, "not-found");
+}
+
+#[tokio::test]
+async fn concurrent_block_device_creates_never_exceed_the_block_quota_of_any_ancestor() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let parent = api.tenant("parent", None).await;
+    let child = api.tenant("child", Some(parent)).await;
+    agent(&admin, "kvm-1", &[]).await;
+    let limits = |block: i64| json!({"unikernels": 1, "memory_mib": 64, "block_mib": block, "cpus": [], "bridges": []});
+    admin.put(&format!("/api/v1/tenants/{parent}/quota"), limits(100)).await.expect(200);
+    admin.put(&format!("/api/v1/tenants/{child}/quota"), limits(100)).await.expect(200);
+    // The parent's own device counts against it as the child's do.
+    admin
+        .post(&format!("/api/v1/tenants/{parent}/block-devices"), json!({"name": "own", "size_mib": 30}))
+        .await
+        .expect(201);
+    let creates = (0..20).map(|i| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .post(
+                    &format!("/api/v1/tenants/{child}/block-devices"),
+                    json!({"name": format!("d{i}"), "size_mib": 10}),
+                )
+                .await
+                .status
+        }
+    });
+    let statuses = futures_util::future::join_all(creates).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 7, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 403), "{statuses:?}");
+    let usage = admin.get(&format!("/api/v1/tenants/{parent}/quota")).await.expect(200);
+    assert_eq!(usage.body["block_mib"], 100);
 }

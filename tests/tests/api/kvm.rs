@@ -3,7 +3,8 @@
 //! uploaded as builds. A deployment runs and its console reaches the API; the restart policy
 //! restarts a failing unikernel and destroy stops the loop; an agent killed outright takes its
 //! tenders with it and, restarted, brings its deployments back; an update to a newer build runs
-//! the new image and a rollback the old one.
+//! the new image and a rollback the old one; a block device is uploaded, read and written by a
+//! guest, survives the agent's death and is downloaded.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -342,4 +343,157 @@ fn a_net_unikernel_deployed_through_the_api_answers_ping_and_reports_its_traffic
             admin.delete(&format!("/api/v1/deployments/{id}")).await.expect(204);
         })
     });
+}
+
+/// Same pattern as hypervisor-agent/guests/blk.c writes.
+fn blk_pattern(block: u64, word: u64) -> u64 {
+    (block << 32) | (word ^ 0x5a5a)
+}
+
+#[tokio::test]
+async fn a_block_device_is_uploaded_used_by_the_guest_kept_across_an_agent_kill_and_downloaded() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, mut agent, guests) = setup(&s, &admin, dir.path()).await;
+    admin
+        .put(
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            json!({"unikernels": 8, "memory_mib": 256, "block_mib": 16, "cpus": [0, 1], "bridges": []}),
+        )
+        .await
+        .expect(200);
+    let device = admin
+        .post(&format!("/api/v1/tenants/{tenant}/block-devices"), json!({"name": "disk", "size_mib": 1}))
+        .await
+        .expect(201);
+    let device_id = device.body["id"].as_str().unwrap().to_string();
+    let file = dir.path().join("agent/blocks").join(&device_id);
+
+    // The upload: text at the start of block 0; the agent writes it in, zero-filled.
+    let content = b"hello from petrel\n";
+    let uploaded = admin
+        .request(reqwest::Method::PUT, &format!("/api/v1/block-devices/{device_id}/content"))
+        .header("x-petrel-sha256", hex::encode(Sha256::digest(content)))
+        .body(content.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status().as_u16(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = admin.get(&format!("/api/v1/block-devices/{device_id}")).await.expect(200).body;
+        if d["upload_pending"] == false {
+            assert_eq!(d["message"], Value::Null, "{d}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the agent never wrote the upload: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on_disk = std::fs::read(&file).unwrap();
+    assert_eq!(on_disk.len(), 1 << 20);
+    assert_eq!(&on_disk[..content.len()], content);
+    assert!(on_disk[content.len()..].iter().all(|b| *b == 0));
+
+    // The guest reads the upload and writes its pattern.
+    let sha = upload_guest(&admin, tenant, &guests, "blk").await;
+    let body = json!({"name": "storage", "image_sha256": sha, "memory_mib": 4,
+                      "blocks": [{"device": "storage", "block_device": "disk"}]});
+    let id = admin.post(&format!("/api/v1/tenants/{tenant}/deployments"), body).await.expect(201).id();
+    let d =
+        until(&admin, id, "exited", |d, console| d["state"] == "exited" && console.contains("SUCCESS")).await;
+    assert_eq!(d["exit_code"], 0, "{d}");
+    let console = admin.get(&format!("/api/v1/deployments/{id}/console")).await.expect(200).text;
+    assert!(console.contains("Block 0 holds: hello from petrel"), "{console}");
+    assert!(console.contains("Block size is 512, capacity 1048576"), "{console}");
+
+    // An agent killed outright comes back with the device as the guest left it.
+    agent.kill();
+    agent.restart(&s);
+    let response = loop {
+        let response = admin
+            .request(reqwest::Method::GET, &format!("/api/v1/block-devices/{device_id}/content"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break response;
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(std::time::Instant::now() < deadline + Duration::from_secs(60), "no copy: {status} {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let named = response.headers()["x-petrel-sha256"].to_str().unwrap().to_owned();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha256::digest(&bytes)), named);
+    assert_eq!(bytes.len(), 1 << 20);
+    let word = |block: usize, word: usize| {
+        u64::from_le_bytes(bytes[block * 512 + word * 8..block * 512 + word * 8 + 8].try_into().unwrap())
+    };
+    // Every 256th block and the last hold the pattern; block 1 stayed as uploaded (zero).
+    for block in [0, 256, 1792, 2047] {
+        assert_eq!(word(block, 3), blk_pattern(block as u64, 3), "block {block}");
+    }
+    assert!(bytes[512..1024].iter().all(|b| *b == 0));
+
+    // Deleted once no deployment uses it: the agent removes the file.
+    admin.delete(&format!("/api/v1/deployments/{id}")).await.expect(204);
+    admin.delete(&format!("/api/v1/block-devices/{device_id}")).await.expect(204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while file.exists() {
+        assert!(std::time::Instant::now() < deadline, "the agent kept the deleted device's file");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn manifests_are_checked_at_create_and_update_and_updates_need_the_same_devices() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, _agent, guests) = setup(&s, &admin, dir.path()).await;
+    let image = |name: &str| std::fs::read(guests.join(format!("{name}.hvt"))).unwrap();
+    let deployments = format!("/api/v1/tenants/{tenant}/deployments");
+
+    // Refused at creation, as albatross does, naming both sets.
+    let net_sha = upload_guest(&admin, tenant, &guests, "net").await;
+    let r = admin
+        .post(&deployments, json!({"name": "bare", "image_sha256": net_sha, "memory_mib": 4}))
+        .await
+        .expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "nets", "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["message"],
+        "the image's manifest declares net devices [service0] but the deployment attaches []"
+    );
+
+    // One job: `exit` (no devices), then `blk` (a block device), then `hello` (no devices).
+    let job = Api { admin: &admin }.job(tenant, "svc", false).await;
+    let (first, with_block, plain) = (image("exit"), image("blk"), image("hello"));
+    Api::build(&admin, job, &[("bin/svc.hvt", &first)]).await;
+    let id =
+        deploy(&admin, tenant, "svc", &hex::encode(Sha256::digest(&first)), &["0"], json!({"kind": "never"}))
+            .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    Api::build(&admin, job, &[("bin/svc.hvt", &with_block)]).await;
+    let shown = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
+    assert_eq!(shown["update_available"], Value::Null, "a build with other devices is no update: {shown}");
+    let r = admin
+        .post(
+            &format!("/api/v1/deployments/{id}/update"),
+            json!({"image_sha256": hex::encode(Sha256::digest(&with_block))}),
+        )
+        .await
+        .expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "image_sha256");
+    assert!(
+        r.body["errors"][0]["message"].as_str().unwrap().contains("block devices [storage]"),
+        "{}",
+        r.text
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = Api::build(&admin, job, &[("bin/svc.hvt", &plain)]).await;
+    let shown = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
+    assert_eq!(shown["update_available"]["build_id"], newer["id"], "{shown}");
 }

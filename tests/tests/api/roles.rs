@@ -144,6 +144,18 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("POST", "/api/v1/agent/deployments/{deployment_id}/state", Need::Agent, 204),
     ("POST", "/api/v1/agent/deployments/{deployment_id}/console", Need::Agent, 204),
     ("POST", "/api/v1/agent/deployments/{deployment_id}/stats", Need::Agent, 204),
+    ("GET", "/api/v1/agent/block-devices/{block_device_id}/content", Need::Agent, 200),
+    ("POST", "/api/v1/agent/block-devices/{block_device_id}/report", Need::Agent, 204),
+    ("PUT", "/api/v1/agent/block-devices/{block_device_id}/export/{number}", Need::Agent, 204),
+    ("GET", "/api/v1/tenants/{tenant_id}/block-devices", Need::Role(1), 200),
+    // Tenant A has no quota: allowed callers reach admission and are told so.
+    ("POST", "/api/v1/tenants/{tenant_id}/block-devices", Need::Role(2), 403),
+    ("GET", "/api/v1/block-devices/{block_device_id}", Need::Role(1), 200),
+    ("DELETE", "/api/v1/block-devices/{block_device_id}", Need::Role(2), 204),
+    // Sent without X-Petrel-Sha256: allowed callers reach the body's checks.
+    ("PUT", "/api/v1/block-devices/{block_device_id}/content", Need::Role(2), 400),
+    // The device's agent is unreachable (none runs here): allowed callers are told so.
+    ("GET", "/api/v1/block-devices/{block_device_id}/content", Need::Role(1), 409),
     ("GET", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(1), 200),
     // Tenant A has no quota: allowed callers reach admission and are told so.
     ("POST", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(2), 403),
@@ -262,7 +274,10 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
         "/api/v1/agents/enrollments" => (template.to_string(), Some(json!({"name": format!("agent-{n}")}))),
         "/api/v1/agents/{agent_id}" => (format!("/api/v1/agents/{}", Uuid::new_v4()), None),
         t if t.starts_with("/api/v1/agent/") => (
-            t.replace("{deployment_id}", &Uuid::new_v4().to_string()).replace("{sha256}", &ctx.sha_a),
+            t.replace("{deployment_id}", &Uuid::new_v4().to_string())
+                .replace("{block_device_id}", &Uuid::new_v4().to_string())
+                .replace("{number}", "1")
+                .replace("{sha256}", &ctx.sha_a),
             if method == Method::POST { Some(json!({})) } else { None },
         ),
         "/api/v1/tenants/{tenant_id}/deployments" if method == Method::POST => (
@@ -275,6 +290,14 @@ async fn prepare(ctx: &Ctx, method: &str, template: &str, n: usize) -> (Method, 
             // A live deployment's stream never ends by itself.
             let path = if t.ends_with("/stream") { format!("{path}?follow=false") } else { path };
             (path, if method == Method::POST { Some(json!({})) } else { None })
+        }
+        "/api/v1/tenants/{tenant_id}/block-devices" if method == Method::POST => (
+            format!("/api/v1/tenants/{a}/block-devices"),
+            Some(json!({"name": format!("b-{n}"), "size_mib": 1})),
+        ),
+        t if t.starts_with("/api/v1/block-devices/{block_device_id}") => {
+            let b = block_device_of_a(ctx, n).await;
+            (t.replace("{block_device_id}", &b.to_string()), None)
         }
         "/api/v1/tenants/{tenant_id}/quota" if method == Method::PUT => (
             format!("/api/v1/tenants/{a}/quota"),
@@ -314,6 +337,19 @@ async fn deployment_of_a(ctx: &Ctx, n: usize) -> Uuid {
     .execute(&ctx.db)
     .await
     .unwrap();
+    id
+}
+
+/// A block device of tenant A, made directly in the database (on no agent).
+async fn block_device_of_a(ctx: &Ctx, n: usize) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO block_devices (id, tenant_id, name, size_mib) VALUES ($1, $2, $3, 1)")
+        .bind(id)
+        .bind(ctx.tenant_a)
+        .bind(format!("b-{n}"))
+        .execute(&ctx.db)
+        .await
+        .unwrap();
     id
 }
 

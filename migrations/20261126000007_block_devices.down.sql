@@ -1,0 +1,3 @@
+DROP TABLE image_manifests;
+DROP TABLE deployment_blocks;
+DROP TABLE block_devices;
