@@ -24,7 +24,7 @@ ensure_python_tools() {
     done
     touch "$stamp"
 }
-ensure_python_tools "$PETREL_ROOT/scripts/deps/python.txt" moto_server openapi-python-client
+ensure_python_tools "$PETREL_ROOT/scripts/deps/python.txt" moto_server openapi-python-client schemathesis
 
 # The OpenAPI tools of tests/tests/api/clients.rs: the linter, and the TypeScript client's
 # generator and compiler (the Python client's generator is in scripts/deps/python.txt).

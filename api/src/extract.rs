@@ -94,8 +94,46 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!("the JSON body is larger than {limit} bytes"))
 }
 
+/// PostgreSQL's text cannot hold NUL, and no field of the API needs it: a string with one is
+/// refused up front, naming the field (it would otherwise fail deep in a query).
+fn nul_error(field: String) -> ApiError {
+    ApiError::Validation {
+        detail: format!("invalid field `{field}`: must not contain NUL characters"),
+        errors: vec![FieldError::new(field, "must not contain NUL characters")],
+    }
+}
+
+/// Whether the JSON text escapes a NUL (`\u0000` after an even number of backslashes; raw
+/// control characters are not valid JSON).
+fn escapes_nul(body: &[u8]) -> bool {
+    body.windows(6)
+        .enumerate()
+        .any(|(i, w)| w == b"\\u0000" && body[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0)
+}
+
+/// The path (`lines[2].text`, a key) of the first string holding a NUL.
+fn nul_path(value: &serde_json::Value, path: &str) -> Option<String> {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(|| path.to_string()),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_path(v, &format!("{path}[{i}]")))
+        }
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') { Some(join(&k.replace('\0', "\\u0000"))) } else { nul_path(v, &join(k)) }
+        }),
+        _ => None,
+    }
+}
+
 /// Deserialises JSON, turning serde's error into a field-level problem.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if escapes_nul(body)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(path) = nul_path(&value, "")
+    {
+        return Err(nul_error(if path.is_empty() { "body".into() } else { path }));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => {
@@ -163,6 +201,11 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
 }
 
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((key, _)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(nul_error(key.replace('\0', "%00")));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
         let message = err.inner().to_string();

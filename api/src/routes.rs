@@ -324,7 +324,8 @@ impl Modify for StandardErrors {
                     let wanted = match status {
                         "400" => has_input,
                         "401" | "403" => secured,
-                        "404" => has_path_params,
+                        // Bodies name objects too (a parent tenant, a job).
+                        "404" => has_path_params || has_body,
                         "413" | "415" => has_body,
                         _ => true,
                     };

@@ -83,6 +83,7 @@ fn check_inventory(inventory: &Inventory) -> Result<(), ApiError> {
     request_body = EnrollRequest,
     responses(
         (status = 201, description = "Enrolled", body = Enrolled),
+        (status = 401, description = "The enrollment token is invalid, used or expired", body = petrel_wire::Problem, content_type = "application/problem+json"),
         (status = 409, description = "An agent of that name exists", body = petrel_wire::Problem, content_type = "application/problem+json"),
     ),
     security(())

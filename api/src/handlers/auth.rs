@@ -109,7 +109,10 @@ pub async fn login(
 /// Sign out: ends this session and clears its cookie.
 #[utoipa::path(
     tag = "auth",
-    responses((status = 204, description = "Signed out")),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 400, description = "Called with an API token, not a session (revoke tokens instead)", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
     security(("session" = []))
 )]
 #[post("/auth/logout")]

@@ -840,7 +840,7 @@ pub async fn get_deployment_console(
 #[utoipa::path(
     tag = "deployments",
     params(("deployment_id" = Uuid, Path, description = "The deployment's id"), super::runs::StreamQuery),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = super::ServerSentEvent)),
     security(("bearer" = []), ("session" = []))
 )]
 #[get("/deployments/{deployment_id}/console/stream")]

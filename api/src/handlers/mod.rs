@@ -44,6 +44,29 @@ pub(crate) fn db_role(s: &str) -> Result<Role, ApiError> {
 #[schema(value_type = String, format = Binary, description = "Raw bytes")]
 pub struct Binary(#[allow(dead_code)] Vec<u8>);
 
+/// One server-sent event of a console stream (`text/event-stream`): `line` events carry a
+/// `ConsoleLine` as JSON in `data` and its number in `id`; one `end` event (data: a JSON string,
+/// the final status or `"caught-up"`) closes the stream; `error` says the console could not be
+/// read.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ServerSentEvent {
+    event: ServerSentEventKind,
+    /// JSON text.
+    data: String,
+    /// The line's number (`line` events); send it back as `Last-Event-ID` to resume.
+    id: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ServerSentEventKind {
+    Line,
+    End,
+    Error,
+}
+
 /// A stored blob as the body of a response, with its length and SHA-256, as stored (gzip on
 /// the fly would be slow and drop the length).
 pub(crate) async fn blob_response(

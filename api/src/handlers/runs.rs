@@ -233,7 +233,7 @@ pub(crate) fn resume_after(req: &actix_web::HttpRequest, after: Option<i64>) -> 
 #[utoipa::path(
     tag = "builds",
     params(("build_id" = Uuid, Path, description = "The build's id"), StreamQuery),
-    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = super::ServerSentEvent)),
     security((), ("bearer" = []), ("session" = []))
 )]
 #[get("/builds/{build_id}/console/stream")]

@@ -273,6 +273,7 @@ impl Drop for StagedFile {
     request_body(content = inline(super::Binary), content_type = "application/octet-stream"),
     responses(
         (status = 201, description = "Stored", body = Artifact),
+        (status = 409, description = "The upload is finalized, aborted or expired", body = petrel_wire::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
@@ -380,7 +381,10 @@ fn too_large(artifact: u64, build: u64) -> ApiError {
     tag = "uploads",
     params(("upload_id" = Uuid, Path, description = "The upload's id")),
     request_body = ConsoleChunk,
-    responses((status = 204, description = "Appended")),
+    responses(
+        (status = 204, description = "Appended"),
+        (status = 409, description = "The upload is finalized, aborted or expired", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[post("/uploads/{upload_id}/console")]
@@ -435,6 +439,7 @@ pub async fn append_console(
     responses(
         (status = 201, description = "The new build", body = Build),
         (status = 200, description = "Finalized before (a retry)", body = Build),
+        (status = 409, description = "The upload is finalized, aborted or expired", body = petrel_wire::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
@@ -494,7 +499,10 @@ pub async fn finalize_upload(
 #[utoipa::path(
     tag = "uploads",
     params(("upload_id" = Uuid, Path, description = "The upload's id")),
-    responses((status = 204, description = "Aborted")),
+    responses(
+        (status = 204, description = "Aborted"),
+        (status = 409, description = "The upload is finalized already", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = []), ("session" = []), ("worker" = []))
 )]
 #[delete("/uploads/{upload_id}")]

@@ -22,7 +22,7 @@ fn tools_dir() -> PathBuf {
 }
 
 /// A tool `scripts/setup.sh` installs at `relative` under `$PETREL_TOOLS`.
-fn tool(relative: &str) -> PathBuf {
+pub(super) fn tool(relative: &str) -> PathBuf {
     let path = tools_dir().join(relative);
     assert!(
         path.is_file(),

@@ -18,6 +18,7 @@ mod queue;
 mod restart;
 mod roles;
 mod s3;
+mod schemathesis;
 mod spa;
 mod tokens;
 mod workers;

@@ -111,6 +111,20 @@ async fn hostile_strings_are_stored_and_returned_verbatim_or_refused() {
     let odd = "tab\there 'quotes' \"double\" ünïcödé";
     let r = admin.post("/api/v1/tokens", json!({"name": odd, "admin": true})).await;
     assert_eq!(r.expect_problem(400, "validation-failed").body["errors"][0]["field"], "name");
+    // NUL anywhere (PostgreSQL's text cannot hold it) is refused naming the field, also where
+    // nothing else checks the string (a sign-in's username), and in query parameters.
+    let r = admin
+        .anonymous()
+        .post("/api/v1/auth/login", json!({"username": "E\u{0000}x", "password": "whatever-it-is"}))
+        .await;
+    assert_eq!(r.expect_problem(400, "validation-failed").body["errors"][0]["field"], "username");
+    let r = admin.post("/api/v1/tenants", json!({"name": "ok", "parent_id": null, "x": ["a\u{0000}"]})).await;
+    assert_eq!(r.expect_problem(400, "validation-failed").body["errors"][0]["field"], "x[0]");
+    // An escaped backslash before `u0000` is no NUL.
+    let r = admin.post("/api/v1/tokens", json!({"name": "a\\u0000b", "admin": true})).await;
+    assert_ne!(r.status, 500, "{}", r.text);
+    let r = admin.get("/api/v1/builds?platform=x%00").await;
+    assert_eq!(r.expect_problem(400, "validation-failed").body["errors"][0]["field"], "platform");
     let fine = "'quotes' \"double\" ünïcödé; DROP TABLE x";
     let r = admin.post("/api/v1/tokens", json!({"name": fine, "admin": true})).await.expect(201);
     assert_eq!(r.body["token"]["name"], fine);
