@@ -35,6 +35,7 @@ struct QuotaRow {
 /// Admits a deployment in `tenant_id` against the quota of the tenant and of every ancestor
 /// that has one (usage counts the whole subtree). Serialised per tenant tree (the root's row
 /// is locked until the caller's transaction ends), so concurrent creates never overshoot.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "admit deployment (quotas)", db.system.name = "postgresql"))]
 pub async fn admit(conn: &mut PgConnection, tenant_id: Uuid, request: &Request<'_>) -> Result<(), ApiError> {
     sqlx::query(
         "WITH RECURSIVE chain(id, parent_id) AS (
@@ -273,6 +274,7 @@ struct AssignmentRow {
 }
 
 /// The agent's generation and everything it must run now.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "SELECT assignments", db.system.name = "postgresql"))]
 pub async fn assignments(
     conn: &mut PgConnection,
     agent_id: Uuid,

@@ -20,6 +20,7 @@ pub mod extract;
 pub mod handlers;
 pub mod lookup_cache;
 pub mod maintenance;
+pub mod otel;
 pub mod pagination;
 pub mod queue;
 pub mod routes;

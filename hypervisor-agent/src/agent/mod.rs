@@ -12,6 +12,7 @@ pub mod reconcile;
 pub mod restart;
 pub mod stats;
 pub mod tap;
+pub mod telemetry;
 pub mod unikernel;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use petrel_wire::deployments::{AgentHeartbeat, ENROLLMENT_TOKEN_PREFIX, EnrollRe
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use client::{ApiClient, ClientError};
@@ -192,8 +194,11 @@ async fn follow_assignments(
     let mut generation = 0;
     let mut retry = Duration::from_secs(1);
     loop {
+        // One trace per poll that brings news: the poll, then the reconcile pass it causes
+        // (image fetches, starts, state reports of the unikernels started).
+        let span = tracing::info_span!("assignments", otel.name = "poll assignments", petrel.generation = generation);
         let polled = tokio::select! {
-            polled = client.assignments(generation) => polled,
+            polled = client.assignments(generation).instrument(span.clone()) => polled,
             _ = &mut shutdown => return Ok(()),
             Ok(why) = revoked.wait_for(Option::is_some) => {
                 return Err(AgentError::Revoked(why.clone().unwrap_or_default()));
@@ -207,7 +212,14 @@ async fn follow_assignments(
                     "new assignments"
                 );
                 // Not cancelled by shutdown: a half-applied generation would leave stray tasks.
-                reconciler.apply(&assignments.deployments).await;
+                let pass = tracing::info_span!(
+                    parent: &span,
+                    "reconcile",
+                    otel.name = "reconcile",
+                    petrel.generation = assignments.generation,
+                    petrel.deployments = assignments.deployments.len(),
+                );
+                reconciler.apply(&assignments.deployments).instrument(pass).await;
                 generation = assignments.generation;
                 retry = Duration::from_secs(1);
                 continue;

@@ -148,7 +148,7 @@ impl<C: Control> Reconciler<C> {
             let (started_tx, started_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
             let task =
-                tokio::spawn(supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx));
+                tokio::spawn(tracing::Instrument::instrument(supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx), super::telemetry::deployment_span(a)));
             self.instances.insert(a.deployment_id, Instance { revision: a.revision, stop, task, shared });
             // Sent at the first start (or failure); dropped with the task.
             if tokio::time::timeout(self.ctx.config.start_timeout, started_rx).await.is_err() {
@@ -237,7 +237,7 @@ async fn supervise<C: Control>(
     let (gone_tx, gone) = watch::channel(false);
     let (reports, reports_rx) = mpsc::unbounded_channel();
     let reporter =
-        tokio::spawn(report_states(ctx.clone(), id, a.revision, reports_rx, stop.clone(), gone_tx));
+        tokio::spawn(tracing::Instrument::in_current_span(report_states(ctx.clone(), id, a.revision, reports_rx, stop.clone(), gone_tx)));
     let console = ConsoleBuffer::new();
     let (ship_done, ship_done_rx) = oneshot::channel();
     let shipper = tokio::spawn(ship_console(ctx.clone(), id, console.clone(), ship_done_rx));

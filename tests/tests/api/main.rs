@@ -19,5 +19,6 @@ mod restart;
 mod roles;
 mod s3;
 mod spa;
+mod telemetry;
 mod tokens;
 mod workers;
