@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use petrel_wire::telemetry::opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableGauge};
-use petrel_wire::telemetry::opentelemetry::trace::TraceContextExt;
 use petrel_wire::builds::{BuildResult, OpenUpload};
 use petrel_wire::deployments::DeploymentStats;
+use petrel_wire::telemetry::opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableGauge};
+use petrel_wire::telemetry::opentelemetry::trace::TraceContextExt;
 use petrel_wire::telemetry::{self, KeyValue, OpenTelemetrySpanExt};
 use sqlx::PgPool;
 use tracing::Instrument;
@@ -164,7 +164,8 @@ where
         let scheme = req.connection_info().scheme().to_owned();
         let span = if traces {
             let parent = telemetry::extract(|name| req.headers().get(name).and_then(|v| v.to_str().ok()));
-            let span = tracing::info_span!(
+            // DEBUG: exported, but not formatted by the log layer on every request.
+            let span = tracing::debug_span!(
                 "http.server",
                 otel.name = %method,
                 otel.kind = "server",
@@ -267,7 +268,9 @@ pub fn note_machine(worker: Option<&str>, agent: Option<&str>) {
 /// A worker claimed a build that was enqueued `waited` ago.
 pub fn build_claimed(platform: &str, waited: Duration) {
     if telemetry::metrics_enabled() {
-        METRICS.queue_wait.record(waited.as_secs_f64(), &[KeyValue::new("petrel.platform", platform.to_owned())]);
+        METRICS
+            .queue_wait
+            .record(waited.as_secs_f64(), &[KeyValue::new("petrel.platform", platform.to_owned())]);
     }
 }
 
@@ -317,7 +320,8 @@ pub fn unikernel_stats(deployment: Uuid, agent: &str, stats: &DeploymentStats) {
     m.unikernel_memory.record(stats.rss_kib.saturating_mul(1024), &base);
     m.unikernel_uptime.record(stats.uptime_ms as f64 / 1000.0, &base);
     m.unikernel_cpu.record(stats.cpu_user_ms as f64 / 1000.0, &with(&[KeyValue::new("cpu.mode", "user")]));
-    m.unikernel_cpu.record(stats.cpu_system_ms as f64 / 1000.0, &with(&[KeyValue::new("cpu.mode", "system")]));
+    m.unikernel_cpu
+        .record(stats.cpu_system_ms as f64 / 1000.0, &with(&[KeyValue::new("cpu.mode", "system")]));
     for net in &stats.nets {
         for (direction, bytes, packets) in
             [("receive", net.rx_bytes, net.rx_packets), ("transmit", net.tx_bytes, net.tx_packets)]
@@ -369,7 +373,10 @@ fn register_gauges() {
                     for ((agent, state), n) in rows {
                         o.observe(
                             n as f64,
-                            &[KeyValue::new("petrel.agent.name", agent), KeyValue::new("petrel.deployment.state", state)],
+                            &[
+                                KeyValue::new("petrel.agent.name", agent),
+                                KeyValue::new("petrel.deployment.state", state),
+                            ],
                         );
                     }
                 })
@@ -378,7 +385,8 @@ fn register_gauges() {
                 .with_unit("s")
                 .with_description("Time since each agent was last heard from")
                 .with_callback(move |o| {
-                    let rows: Vec<_> = sample().agent_heartbeat_age.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    let rows: Vec<_> =
+                        sample().agent_heartbeat_age.iter().map(|(k, v)| (k.clone(), *v)).collect();
                     for (agent, age) in rows {
                         o.observe(age, &[KeyValue::new("petrel.agent.name", agent)]);
                     }
@@ -388,7 +396,8 @@ fn register_gauges() {
                 .with_unit("s")
                 .with_description("Time since each worker was last heard from")
                 .with_callback(move |o| {
-                    let rows: Vec<_> = sample().worker_heartbeat_age.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                    let rows: Vec<_> =
+                        sample().worker_heartbeat_age.iter().map(|(k, v)| (k.clone(), *v)).collect();
                     for (worker, age) in rows {
                         o.observe(age, &[KeyValue::new("petrel.worker.name", worker)]);
                     }

@@ -119,13 +119,22 @@ impl Receiver {
                 let spans: Vec<String> = self
                     .spans()
                     .iter()
-                    .map(|s| format!("{} {} {}<-{} {:?}", s.service, s.name, s.span_id, s.parent_span_id, s.attributes))
+                    .map(|s| {
+                        format!(
+                            "{} {} {}<-{} {:?}",
+                            s.service, s.name, s.span_id, s.parent_span_id, s.attributes
+                        )
+                    })
                     .collect();
                 let mut metrics: Vec<String> =
                     self.points().iter().map(|p| format!("{} {}", p.service, p.metric)).collect();
                 metrics.sort();
                 metrics.dedup();
-                panic!("never received {what}\nspans:\n{}\nmetrics:\n{}", spans.join("\n"), metrics.join("\n"));
+                panic!(
+                    "never received {what}\nspans:\n{}\nmetrics:\n{}",
+                    spans.join("\n"),
+                    metrics.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -137,9 +146,8 @@ impl Receiver {
         let mut chain = vec![span.clone()];
         let mut current = span.clone();
         while !current.parent_span_id.is_empty() {
-            let Some(parent) = spans
-                .iter()
-                .find(|s| s.trace_id == current.trace_id && s.span_id == current.parent_span_id)
+            let Some(parent) =
+                spans.iter().find(|s| s.trace_id == current.trace_id && s.span_id == current.parent_span_id)
             else {
                 break;
             };
@@ -183,8 +191,13 @@ async fn connection(stream: tokio::net::TcpStream, received: Arc<Mutex<Received>
             Ok(()) => "200 OK",
             Err(()) => "400 Bad Request",
         };
-        received.lock().unwrap().raw.push(format!("{request_line}{headers}{}", String::from_utf8_lossy(&body)));
-        let answer = format!("HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n");
+        received
+            .lock()
+            .unwrap()
+            .raw
+            .push(format!("{request_line}{headers}{}", String::from_utf8_lossy(&body)));
+        let answer =
+            format!("HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n");
         if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
             return;
         }
@@ -207,10 +220,7 @@ fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
 }
 
 fn service(resource: &Option<opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
-    resource
-        .as_ref()
-        .and_then(|r| attributes(&r.attributes).remove("service.name"))
-        .unwrap_or_default()
+    resource.as_ref().and_then(|r| attributes(&r.attributes).remove("service.name")).unwrap_or_default()
 }
 
 fn record(path: &str, body: &[u8], received: &Mutex<Received>) -> Result<(), ()> {
@@ -242,26 +252,31 @@ fn record(path: &str, body: &[u8], received: &Mutex<Received>) -> Result<(), ()>
                 let service = service(&resource_metrics.resource);
                 for scope in resource_metrics.scope_metrics {
                     for m in scope.metrics {
-                        let point = |attributes: HashMap<String, String>, value: f64, sum: Option<f64>| Point {
-                            service: service.clone(),
-                            metric: m.name.clone(),
-                            unit: m.unit.clone(),
-                            attributes,
-                            value,
-                            sum,
-                        };
+                        let point =
+                            |attributes: HashMap<String, String>, value: f64, sum: Option<f64>| Point {
+                                service: service.clone(),
+                                metric: m.name.clone(),
+                                unit: m.unit.clone(),
+                                attributes,
+                                value,
+                                sum,
+                            };
                         let number = |v: &Option<number_data_point::Value>| match v {
                             Some(number_data_point::Value::AsDouble(d)) => *d,
                             Some(number_data_point::Value::AsInt(i)) => *i as f64,
                             None => f64::NAN,
                         };
                         let points: Vec<Point> = match &m.data {
-                            Some(metric::Data::Gauge(g)) => {
-                                g.data_points.iter().map(|p| point(attributes(&p.attributes), number(&p.value), None)).collect()
-                            }
-                            Some(metric::Data::Sum(s)) => {
-                                s.data_points.iter().map(|p| point(attributes(&p.attributes), number(&p.value), None)).collect()
-                            }
+                            Some(metric::Data::Gauge(g)) => g
+                                .data_points
+                                .iter()
+                                .map(|p| point(attributes(&p.attributes), number(&p.value), None))
+                                .collect(),
+                            Some(metric::Data::Sum(s)) => s
+                                .data_points
+                                .iter()
+                                .map(|p| point(attributes(&p.attributes), number(&p.value), None))
+                                .collect(),
                             Some(metric::Data::Histogram(h)) => h
                                 .data_points
                                 .iter()

@@ -33,7 +33,7 @@ use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, SpanData};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -128,20 +128,26 @@ fn wanted() -> Wanted {
     }
     let general = env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
     let signal = |name: &str| {
-        let exporter_off = env(&format!("OTEL_{name}_EXPORTER")).is_some_and(|v| v.eq_ignore_ascii_case("none"));
+        let exporter_off =
+            env(&format!("OTEL_{name}_EXPORTER")).is_some_and(|v| v.eq_ignore_ascii_case("none"));
         !exporter_off && (general || env(&format!("OTEL_EXPORTER_OTLP_{name}_ENDPOINT")).is_some())
     };
-    let protocol = ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]
-        .iter()
-        .filter_map(|name| env(name))
-        .find(|p| p != "http/protobuf");
+    let protocol = [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ]
+    .iter()
+    .filter_map(|name| env(name))
+    .find(|p| p != "http/protobuf");
     Wanted { traces: signal("TRACES"), metrics: signal("METRICS"), unsupported_protocol: protocol }
 }
 
 /// The resource: `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` win over `service`.
 fn resource(service: &'static str) -> Resource {
     let named = env("OTEL_SERVICE_NAME").is_some()
-        || env("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+        || env("OTEL_RESOURCE_ATTRIBUTES")
+            .is_some_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
     let mut builder = Resource::builder()
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .with_attribute(KeyValue::new("service.namespace", "petrel"));
@@ -159,7 +165,11 @@ pub fn init(service: &'static str, format: LogFormat, default_filter: &str) -> T
     let mut problems = Vec::new();
     let resource = (wanted.traces || wanted.metrics).then(|| resource(service));
     let tracer = if wanted.traces {
-        match opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+        {
             Ok(exporter) => Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
@@ -175,7 +185,11 @@ pub fn init(service: &'static str, format: LogFormat, default_filter: &str) -> T
         None
     };
     let meter = if wanted.metrics {
-        match opentelemetry_otlp::MetricExporter::builder().with_http().with_protocol(Protocol::HttpBinary).build() {
+        match opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+        {
             Ok(exporter) => Some(
                 SdkMeterProvider::builder()
                     .with_periodic_exporter(exporter)
@@ -198,7 +212,11 @@ pub fn init(service: &'static str, format: LogFormat, default_filter: &str) -> T
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
-            .event_format(WithTraceIds { inner: tracing_subscriber::fmt::format().with_ansi(ansi), json: false, ids })
+            .event_format(WithTraceIds {
+                inner: tracing_subscriber::fmt::format().with_ansi(ansi),
+                json: false,
+                ids,
+            })
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -244,7 +262,11 @@ pub fn init(service: &'static str, format: LogFormat, default_filter: &str) -> T
         tracing::warn!("OpenTelemetry: protocol {protocol:?} is not supported; exporting with http/protobuf");
     }
     if tracer.is_some() || meter.is_some() {
-        tracing::info!(traces = tracer.is_some(), metrics = meter.is_some(), "exporting OpenTelemetry over OTLP");
+        tracing::info!(
+            traces = tracer.is_some(),
+            metrics = meter.is_some(),
+            "exporting OpenTelemetry over OTLP"
+        );
     }
     Telemetry { tracer, meter }
 }
@@ -273,18 +295,22 @@ pub fn extract<'a>(header: impl Fn(&str) -> Option<&'a str>) -> Context {
     TraceContextPropagator::new().extract(&headers)
 }
 
-/// The OpenTelemetry trace and span ids of the innermost span that has them.
-fn current_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    let span = ctx.lookup_current()?;
-    span.scope().find_map(|s| {
-        let extensions = s.extensions();
-        let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
-        let (trace, span) = (data.trace_id()?, data.span_id()?);
-        (trace != opentelemetry::TraceId::INVALID).then(|| (trace.to_string(), span.to_string()))
+/// The OpenTelemetry trace and span ids of the innermost span that has them, whichever layer
+/// sees it (request and database spans are DEBUG: exported, but not formatted into log lines).
+fn current_ids() -> Option<(String, String)> {
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let mut id = tracing::Subscriber::current_span(registry).id()?.clone();
+        loop {
+            let data = registry.span_data(&id)?;
+            if let Some(otel) = data.extensions().get::<tracing_opentelemetry::OtelData>()
+                && let (Some(trace), Some(span)) = (otel.trace_id(), otel.span_id())
+                && trace != opentelemetry::TraceId::INVALID
+            {
+                return Some((trace.to_string(), span.to_string()));
+            }
+            id = data.parent()?.clone();
+        }
     })
 }
 
@@ -302,8 +328,13 @@ where
     N: for<'a> FormatFields<'a> + 'static,
     F: FormatEvent<S, N>,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &tracing::Event<'_>) -> fmt::Result {
-        let ids = if self.ids { current_ids(ctx) } else { None };
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let ids = if self.ids { current_ids() } else { None };
         let Some((trace_id, span_id)) = ids else {
             return self.inner.format_event(ctx, writer, event);
         };
@@ -311,7 +342,9 @@ where
         self.inner.format_event(ctx, Writer::new(&mut line), event)?;
         if self.json {
             match line.strip_prefix('{') {
-                Some(rest) => write!(writer, "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"),
+                Some(rest) => {
+                    write!(writer, "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}")
+                }
                 None => writer.write_str(&line),
             }
         } else {
@@ -334,7 +367,9 @@ mod tests {
 
     #[test]
     fn a_traceparent_is_extracted() {
-        let cx = extract(|name| (name == "traceparent").then_some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        let cx = extract(|name| {
+            (name == "traceparent").then_some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        });
         use opentelemetry::trace::TraceContextExt;
         let span = cx.span();
         let sc = span.span_context();

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use petrel_wire::telemetry::{self, LogFormat, Telemetry};
 use petrel_worker::client::ApiClient;
 use petrel_worker::run::{REBUILD_SLOT, Runner, WorkerConfig};
 use petrel_worker::sandbox::ToolDir;
-use petrel_wire::telemetry::{self, LogFormat, Telemetry};
 use uuid::Uuid;
 
 #[derive(Parser)]

@@ -168,8 +168,9 @@ impl Runner {
             .in_current_span(),
         );
         let (console_tx, console_rx) = mpsc::channel(4096);
-        let console =
-            tokio::spawn(forward_console(self.client.clone(), build_id, console_rx, cancel_tx).in_current_span());
+        let console = tokio::spawn(
+            forward_console(self.client.clone(), build_id, console_rx, cancel_tx).in_current_span(),
+        );
         let spec = SandboxSpec {
             build_dir: build_dir.clone(),
             recipe: claim.recipe.clone(),

@@ -196,7 +196,11 @@ async fn follow_assignments(
     loop {
         // One trace per poll that brings news: the poll, then the reconcile pass it causes
         // (image fetches, starts, state reports of the unikernels started).
-        let span = tracing::info_span!("assignments", otel.name = "poll assignments", petrel.generation = generation);
+        let span = tracing::info_span!(
+            "assignments",
+            otel.name = "poll assignments",
+            petrel.generation = generation
+        );
         let polled = tokio::select! {
             polled = client.assignments(generation).instrument(span.clone()) => polled,
             _ = &mut shutdown => return Ok(()),

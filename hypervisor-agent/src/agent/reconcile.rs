@@ -147,8 +147,10 @@ impl<C: Control> Reconciler<C> {
             let (stop, stop_rx) = watch::channel(false);
             let (started_tx, started_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
-            let task =
-                tokio::spawn(tracing::Instrument::instrument(supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx), super::telemetry::deployment_span(a)));
+            let task = tokio::spawn(tracing::Instrument::instrument(
+                supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx),
+                super::telemetry::deployment_span(a),
+            ));
             self.instances.insert(a.deployment_id, Instance { revision: a.revision, stop, task, shared });
             // Sent at the first start (or failure); dropped with the task.
             if tokio::time::timeout(self.ctx.config.start_timeout, started_rx).await.is_err() {
@@ -236,8 +238,14 @@ async fn supervise<C: Control>(
     let id = a.deployment_id;
     let (gone_tx, gone) = watch::channel(false);
     let (reports, reports_rx) = mpsc::unbounded_channel();
-    let reporter =
-        tokio::spawn(tracing::Instrument::in_current_span(report_states(ctx.clone(), id, a.revision, reports_rx, stop.clone(), gone_tx)));
+    let reporter = tokio::spawn(tracing::Instrument::in_current_span(report_states(
+        ctx.clone(),
+        id,
+        a.revision,
+        reports_rx,
+        stop.clone(),
+        gone_tx,
+    )));
     let console = ConsoleBuffer::new();
     let (ship_done, ship_done_rx) = oneshot::channel();
     let shipper = tokio::spawn(ship_console(ctx.clone(), id, console.clone(), ship_done_rx));

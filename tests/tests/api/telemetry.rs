@@ -141,10 +141,15 @@ async fn a_request_continues_the_callers_trace_with_database_spans_and_is_measur
     // The token's look-up is a database span under it.
     let db = otlp
         .until("a database span under the request", LIMIT, |o| {
-            find_span(o, |s| s.parent_span_id == server.span_id && s.attr("db.system.name") == Some("postgresql"))
+            find_span(o, |s| {
+                s.parent_span_id == server.span_id && s.attr("db.system.name") == Some("postgresql")
+            })
         })
         .await;
-    assert_eq!((db.trace_id.as_str(), db.kind, db.name.as_str()), (trace_id.as_str(), CLIENT, "SELECT api_tokens"));
+    assert_eq!(
+        (db.trace_id.as_str(), db.kind, db.name.as_str()),
+        (trace_id.as_str(), CLIENT, "SELECT api_tokens")
+    );
 
     // Without a traceparent a request starts a trace of its own; a 404 is measured too.
     admin.get(&format!("/api/v1/tenants/{}", Uuid::new_v4())).await.expect(404);
@@ -238,7 +243,8 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
             break;
         }
         assert!(
-            matches!(b["status"].as_str(), Some("queued" | "running")) && std::time::Instant::now() < deadline,
+            matches!(b["status"].as_str(), Some("queued" | "running"))
+                && std::time::Instant::now() < deadline,
             "the build did not succeed: {b}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -247,7 +253,9 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
     let build = otlp
         .until("the worker's build span", LIMIT, |o| {
             find_span(o, |s| {
-                s.service == "petrel-worker" && s.name == "build" && s.attr("petrel.build_id") == Some(&build_id)
+                s.service == "petrel-worker"
+                    && s.name == "build"
+                    && s.attr("petrel.build_id") == Some(&build_id)
             })
         })
         .await;
@@ -273,7 +281,11 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
     // So is the claim that brought the build: the API's side of it under the worker's.
     let claim = otlp
         .until("the API's claim in the build's trace", LIMIT, |o| {
-            find_span(o, |s| s.service == "petrel-api" && s.trace_id == build.trace_id && s.name == "POST /api/v1/worker/claim")
+            find_span(o, |s| {
+                s.service == "petrel-api"
+                    && s.trace_id == build.trace_id
+                    && s.name == "POST /api/v1/worker/claim"
+            })
         })
         .await;
     assert_eq!(claim.attr("petrel.worker.name"), Some("traced-worker"));
@@ -291,10 +303,16 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
     .await;
 
     let metric = |name: &'static str, pick: fn(&petrel_tests::otlp::Point) -> bool| {
-        move |o: &Receiver| o.points().into_iter().find(|p| p.service == "petrel-api" && p.metric == name && pick(p))
+        move |o: &Receiver| {
+            o.points().into_iter().find(|p| p.service == "petrel-api" && p.metric == name && pick(p))
+        }
     };
     let wait = otlp
-        .until("petrel.build.queue.wait", LIMIT, metric("petrel.build.queue.wait", |p| p.attr("petrel.platform") == Some(PLATFORM)))
+        .until(
+            "petrel.build.queue.wait",
+            LIMIT,
+            metric("petrel.build.queue.wait", |p| p.attr("petrel.platform") == Some(PLATFORM)),
+        )
         .await;
     assert!(wait.value >= 1.0 && wait.unit == "s", "{wait:?}");
     let duration = otlp
@@ -308,10 +326,13 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
     otlp.until(
         "petrel.build.finished",
         LIMIT,
-        metric("petrel.build.finished", |p| p.attr("petrel.build.outcome") == Some("succeeded") && p.value >= 1.0),
+        metric("petrel.build.finished", |p| {
+            p.attr("petrel.build.outcome") == Some("succeeded") && p.value >= 1.0
+        }),
     )
     .await;
-    let size = otlp.until("petrel.upload.size", LIMIT, metric("petrel.upload.size", |p| p.value >= 1.0)).await;
+    let size =
+        otlp.until("petrel.upload.size", LIMIT, metric("petrel.upload.size", |p| p.value >= 1.0)).await;
     assert_eq!(size.unit, "By");
     otlp.until("petrel.upload.duration", LIMIT, metric("petrel.upload.duration", |p| p.value >= 1.0)).await;
     otlp.until(
@@ -323,12 +344,16 @@ async fn a_build_through_a_worker_is_one_trace_across_processes_and_is_measured(
     otlp.until(
         "petrel.worker.heartbeat.age",
         LIMIT,
-        metric("petrel.worker.heartbeat.age", |p| p.attr("petrel.worker.name") == Some("traced-worker") && p.value < 60.0),
+        metric("petrel.worker.heartbeat.age", |p| {
+            p.attr("petrel.worker.name") == Some("traced-worker") && p.value < 60.0
+        }),
     )
     .await;
-    otlp.until("the HTTP duration of the worker's requests", LIMIT, metric("http.server.request.duration", |p| {
-        p.attr("http.route") == Some("/api/v1/worker/claim")
-    }))
+    otlp.until(
+        "the HTTP duration of the worker's requests",
+        LIMIT,
+        metric("http.server.request.duration", |p| p.attr("http.route") == Some("/api/v1/worker/claim")),
+    )
     .await;
     api.stop().await;
 }
@@ -402,7 +427,8 @@ async fn a_deployments_reconcile_pass_on_an_agent_reaches_the_api_in_one_trace_a
             })
         }
     };
-    let memory = otlp.until("petrel.unikernel.memory.usage", LIMIT, unikernel("petrel.unikernel.memory.usage")).await;
+    let memory =
+        otlp.until("petrel.unikernel.memory.usage", LIMIT, unikernel("petrel.unikernel.memory.usage")).await;
     assert!(memory.value > 1024.0 * 1024.0 && memory.unit == "By", "{memory:?}");
     let cpu = otlp.until("petrel.unikernel.cpu.time", LIMIT, unikernel("petrel.unikernel.cpu.time")).await;
     assert!(matches!(cpu.attr("cpu.mode"), Some("user" | "system")), "{cpu:?}");
@@ -418,7 +444,9 @@ async fn a_deployments_reconcile_pass_on_an_agent_reaches_the_api_in_one_trace_a
     .await;
     otlp.until("petrel.agent.heartbeat.age", LIMIT, |o| {
         o.points().into_iter().find(|p| {
-            p.metric == "petrel.agent.heartbeat.age" && p.attr("petrel.agent.name") == Some("traced-host") && p.value < 60.0
+            p.metric == "petrel.agent.heartbeat.age"
+                && p.attr("petrel.agent.name") == Some("traced-host")
+                && p.value < 60.0
         })
     })
     .await;
@@ -427,7 +455,8 @@ async fn a_deployments_reconcile_pass_on_an_agent_reaches_the_api_in_one_trace_a
     // under the deployment's supervision, under the reconcile pass that started it, under the
     // poll that brought the assignment: one trace.
     admin.delete(&format!("/api/v1/deployments/{id}")).await.expect(204);
-    for route in ["GET /api/v1/agent/images/{sha256}", "POST /api/v1/agent/deployments/{deployment_id}/state"] {
+    for route in ["GET /api/v1/agent/images/{sha256}", "POST /api/v1/agent/deployments/{deployment_id}/state"]
+    {
         let served = otlp
             .until(route, LIMIT, |o| {
                 find_span(o, |s| {
