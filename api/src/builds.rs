@@ -129,6 +129,7 @@ pub enum BlobSource<'a> {
 
 /// Records and stores a verified blob once. The row comes first (not yet stored), so a crash
 /// between the two leaves a row that clean-up finds and removes with whatever reached the store.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "store blob", db.system.name = "postgresql"))]
 pub async fn store_blob(
     state: &AppState,
     sha256: &[u8],
@@ -171,6 +172,7 @@ pub fn main_binary<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<&'a s
 }
 
 /// Inserts the build of an upload with its artifacts, console and inputs.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "INSERT builds (finalize upload)", db.system.name = "postgresql"))]
 pub async fn insert_build(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantScope,

@@ -37,6 +37,7 @@ struct QuotaRow {
 /// Admits a deployment in `tenant_id` against the quota of the tenant and of every ancestor
 /// that has one (usage counts the whole subtree). Serialised per tenant tree (the root's row
 /// is locked until the caller's transaction ends), so concurrent creates never overshoot.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "admit deployment (quotas)", db.system.name = "postgresql"))]
 pub async fn admit(conn: &mut PgConnection, tenant_id: Uuid, request: &Request<'_>) -> Result<(), ApiError> {
     lock_tenant_tree(conn, tenant_id).await?;
     let quotas: Vec<QuotaRow> = sqlx::query_as(
@@ -368,6 +369,7 @@ struct AssignmentRow {
 }
 
 /// The agent's generation, everything it must run now, and the block devices it keeps.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "SELECT assignments", db.system.name = "postgresql"))]
 pub async fn assignments(
     conn: &mut PgConnection,
     agent_id: Uuid,

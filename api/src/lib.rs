@@ -21,6 +21,7 @@ pub mod handlers;
 pub mod lookup_cache;
 pub mod maintenance;
 pub mod manifests;
+pub mod otel;
 pub mod pagination;
 pub mod queue;
 pub mod routes;

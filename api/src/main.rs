@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.settings.resolve().context("configuration")?;
-    petrel_api::telemetry::init(config.log_format);
+    let mut telemetry = petrel_api::telemetry::init(config.log_format);
     tracing::debug!(?config, "configuration");
     let local_worker =
         config.local_worker.then(|| (config.local_worker_dir(), config.local_worker_credential()));
@@ -96,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
         stop_child(child).await;
     }
     running.shutdown().await;
+    // Spans and metrics still pending go out before the process ends.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
     Ok(())
 }
 
@@ -126,6 +128,8 @@ fn spawn_local_worker(
     if has_rust {
         command.args(["--tool-dir", "rust=auto"]);
     }
+    // It exports where this process does (OTEL_*), under its own service name.
+    command.env_remove("OTEL_SERVICE_NAME");
     let child = command.kill_on_drop(true).spawn().with_context(|| format!("running {}", exe.display()))?;
     println!("  Worker:     {} (one local worker, builds in {})", exe.display(), dir.join("work").display());
     Ok(child)
@@ -172,7 +176,7 @@ async fn start_local_agent(
         anyhow::ensure!(status.success(), "petrel-agent enroll failed");
     }
     let mut run = tokio::process::Command::new(&exe);
-    run.arg("run");
+    run.arg("run").env_remove("OTEL_SERVICE_NAME");
     common(&mut run);
     let child = run.kill_on_drop(true).spawn().with_context(|| format!("running {}", exe.display()))?;
     println!("  Agent:      {} (one local KVM agent, bridge {bridge})", exe.display());

@@ -44,6 +44,7 @@ pub enum GcError {
 
 /// One clean-up pass. Blobs younger than `grace` are kept: an upload may be about to
 /// reference them.
+#[tracing::instrument(name = "task", skip_all, fields(otel.name = "clean-up and retention"))]
 pub async fn collect_garbage(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcReport, GcError> {
     let mut conn = db.acquire().await?;
     let locked: bool =

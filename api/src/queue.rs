@@ -28,6 +28,7 @@ const LIMITS_JSON: &str = "jsonb_build_object('timeout_secs', j.timeout_secs, 'm
 
 /// Queues a build of the job for each platform, unless one is queued already (then that one
 /// is returned). The job must have a recipe. Runs in the caller's transaction.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "INSERT builds (enqueue)", db.system.name = "postgresql"))]
 pub async fn enqueue_job(
     conn: &mut PgConnection,
     job_id: Uuid,
@@ -94,6 +95,8 @@ pub async fn enqueue_rebuild(
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
     id: Uuid,
+    /// Seconds since the build was enqueued.
+    waited_secs: Option<f64>,
     job_id: Uuid,
     job_name: String,
     platform: String,
@@ -116,6 +119,7 @@ pub struct Claimant<'a> {
 
 /// Claims the oldest due build of the platform that this worker may run (or exactly `only`,
 /// when given), if any.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "UPDATE builds (claim)", db.system.name = "postgresql"))]
 pub async fn claim(
     conn: &mut PgConnection,
     claimant: &Claimant<'_>,
@@ -140,7 +144,7 @@ pub async fn claim(
                 lease_expires_at = now() + make_interval(secs => $5)
            FROM picked
           WHERE b.id = picked.id
-         RETURNING b.id, b.job_id, (SELECT name FROM jobs WHERE id = b.job_id) AS job_name, b.platform,
+         RETURNING b.id, extract(epoch FROM now() - b.queued_at)::float8 AS waited_secs, b.job_id, (SELECT name FROM jobs WHERE id = b.job_id) AS job_name, b.platform,
                    b.attempt, b.recipe, b.limits, b.source_date_epoch, b.rebuild_of, b.lease_expires_at",
     )
     .bind(claimant.worker_id)
@@ -153,6 +157,7 @@ pub async fn claim(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let platform = row.platform.clone();
+    crate::otel::build_claimed(&platform, Duration::from_secs_f64(row.waited_secs.unwrap_or(0.0).max(0.0)));
     // A new attempt starts with a clean console.
     sqlx::query("DELETE FROM build_console WHERE build_id = $1").bind(row.id).execute(&mut *conn).await?;
     events::build_changed(conn, row.id).await?;
@@ -172,6 +177,7 @@ pub async fn claim(
 }
 
 /// Renews the worker's lease on a build; `None` when it no longer holds it.
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "UPDATE builds (renew lease)", db.system.name = "postgresql"))]
 pub async fn renew(
     conn: &mut PgConnection,
     worker_id: Uuid,

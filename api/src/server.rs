@@ -95,6 +95,7 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let leadership = crate::scheduler::Leadership::default();
     let scheduler = crate::scheduler::spawn(db.clone(), leadership.clone());
     let lookups = Arc::new(crate::lookup_cache::LookupCache::default());
+    let db_for_gauges = db.clone();
     let invalidator = crate::lookup_cache::LookupCache::spawn_invalidator(lookups.clone(), &events);
     let state = web::Data::new(AppState { db, config: config.clone(), store, events, leadership, lookups });
     let openapi_doc = web::Data::new(routes::openapi());
@@ -135,6 +136,8 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
                     Ok(res)
                 }
             })
+            // Outermost: the request's span covers the log line above.
+            .wrap(crate::otel::RequestTelemetry)
     };
     let addr = config.listen;
     let server = HttpServer::new(factory).shutdown_timeout(10).disable_signals();
@@ -147,7 +150,8 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
     let server = server.run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    let background = vec![gc, tasks, listener, scheduler, invalidator];
+    let mut background = vec![gc, tasks, listener, scheduler, invalidator];
+    background.extend(crate::otel::spawn_sampler(db_for_gauges));
     Ok(Server { addr: bound, url: config.public_url(bound), handle, local_ca, task, background })
 }
 

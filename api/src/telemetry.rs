@@ -1,17 +1,16 @@
-//! Logging setup.
+//! Logging and OpenTelemetry setup (shared with the worker and the agent: see
+//! `petrel_wire::telemetry`). What the API records is in [`crate::otel`].
 
-use tracing_subscriber::EnvFilter;
+use petrel_wire::telemetry::{self, Telemetry};
 
 use crate::config::LogFormat;
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+/// Logs to stderr (`RUST_LOG` filters, default `info`); exports traces and metrics over OTLP
+/// when the `OTEL_*` variables ask for it. Keep the guard until exit: dropping it flushes.
+pub fn init(format: LogFormat) -> Telemetry {
+    let format = match format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
     };
+    telemetry::init("petrel-api", format, "info,sqlx=warn")
 }

@@ -108,6 +108,7 @@ async fn save(db: &PgPool, key: &VisualizationKey, data: serde_json::Value) -> R
 }
 
 /// The background task: computes what is missing for the build.
+#[tracing::instrument(name = "task", skip_all, fields(otel.name = "visualize build", petrel.build_id = %build_id))]
 pub async fn visualize(db: &PgPool, store: &BlobStore, build_id: Uuid) -> Result<(), TaskError> {
     let Some(files) = build_files(db, build_id).await? else { return Ok(()) };
     let read = |sha: Vec<u8>| async move {

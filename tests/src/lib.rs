@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod otlp;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};

@@ -99,7 +99,7 @@ impl ApiHttp {
 
     /// Sends; a non-success answer becomes the matching [`ClientError`].
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let response = request.send().await.map_err(|e| ClientError::Unavailable(error_chain(&e)))?;
+        let response = execute(request).await.map_err(|e| ClientError::Unavailable(error_chain(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -139,6 +139,55 @@ impl ApiHttp {
     ) -> Result<(), ClientError> {
         self.send(self.request(Method::POST, path, timeout).json(body)).await.map(drop)
     }
+}
+
+#[cfg(not(feature = "telemetry"))]
+async fn execute(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    request.send().await
+}
+
+/// Sends within a client span whose context goes along as `traceparent` (when traces are
+/// exported), so the API's span of this request is its child.
+#[cfg(feature = "telemetry")]
+async fn execute(request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    use tracing::Instrument;
+    if !crate::telemetry::traces_enabled() {
+        return request.send().await;
+    }
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let url = request.url();
+    let span = tracing::info_span!(
+        "http.client",
+        otel.name = %request.method(),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %request.method(),
+        url.full = format_args!("{}://{}{}", url.scheme(), url.authority(), url.path()),
+        server.address = url.host_str().unwrap_or_default(),
+        server.port = url.port_or_known_default().unwrap_or_default(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    for (name, value) in crate::telemetry::inject(&span) {
+        if let (Ok(name), Ok(value)) =
+            (reqwest::header::HeaderName::try_from(name), reqwest::header::HeaderValue::try_from(value))
+        {
+            request.headers_mut().insert(name, value);
+        }
+    }
+    let result = client.execute(request).instrument(span.clone()).await;
+    match &result {
+        Ok(response) => {
+            span.record("http.response.status_code", response.status().as_u16());
+            if response.status().is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "error");
+        }
+    }
+    result
 }
 
 /// reqwest's errors hide their cause (a refused connection, a certificate) in the chain.

@@ -14,6 +14,8 @@ pub mod http;
 pub mod identity;
 pub mod page;
 pub mod problem;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod treemap;
 pub mod workers;
 

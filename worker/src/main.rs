@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use petrel_wire::telemetry::{self, LogFormat, Telemetry};
 use petrel_worker::client::ApiClient;
 use petrel_worker::run::{REBUILD_SLOT, Runner, WorkerConfig};
 use petrel_worker::sandbox::ToolDir;
@@ -19,6 +20,10 @@ use uuid::Uuid;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text or JSON (text or json). Traces and metrics go out
+    /// over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see the README).
+    #[arg(long, global = true, env = "PETREL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -116,19 +121,30 @@ fn rust_sysroot() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
+/// Exports what is pending (spans, metrics) before the process ends.
+async fn flush(mut telemetry: Telemetry) {
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let telemetry = telemetry::init("petrel-worker", cli.log_format, "info");
+    let result = command(cli.command).await;
+    flush(telemetry).await;
+    match result {
+        Ok(0) => Ok(()),
+        Ok(code) => std::process::exit(code),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the command; answers the exit code.
+async fn command(command: Command) -> anyhow::Result<i32> {
+    match command {
         Command::Platform => {
             println!("{}", petrel_inputs::platform::detect());
-            Ok(())
+            Ok(0)
         }
         Command::Run(connection) => {
             let runner = Arc::new(connection.runner()?);
@@ -144,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
                 let _ = stop_tx.send(true);
             });
             runner.run(stop_rx).await;
-            Ok(())
+            Ok(0)
         }
         Command::Rebuild { connection, build } => {
             let runner = connection.runner()?;
@@ -156,10 +172,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&verdict)?);
             if verdict.reproducible {
                 eprintln!("reproducible: every artifact has the same SHA-256");
-                Ok(())
+                Ok(0)
             } else {
                 eprintln!("NOT reproducible: {} artifact(s) differ", verdict.differences.len());
-                std::process::exit(2);
+                Ok(2)
             }
         }
     }

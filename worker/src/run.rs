@@ -9,6 +9,8 @@ use std::time::Duration;
 use petrel_wire::builds::{Build, NewConsoleLine, OpenUpload};
 use petrel_wire::workers::{Claim, WorkerHello};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+use tracing::field::Empty;
 use uuid::Uuid;
 
 use crate::client::{ApiClient, ClientError};
@@ -112,10 +114,19 @@ impl Runner {
     async fn slot_loop(&self, slot: u32) {
         let mut backoff = Backoff::new();
         loop {
-            match self.client.claim(&self.config.platform).await {
+            // One trace per claim: the claim, then the build it brought, its upload.
+            let span = tracing::info_span!(
+                "claim",
+                otel.name = "claim build",
+                petrel.platform = %self.config.platform,
+                petrel.worker.slot = slot,
+                petrel.build_id = Empty,
+            );
+            match self.client.claim(&self.config.platform).instrument(span.clone()).await {
                 Ok(Some(claim)) => {
                     backoff.reset();
-                    self.execute(claim, slot).await;
+                    span.record("petrel.build_id", claim.build_id.to_string());
+                    self.execute(claim, slot).instrument(span).await;
                 }
                 Ok(None) => backoff.reset(),
                 Err(e) => {
@@ -128,6 +139,13 @@ impl Runner {
 
     /// Runs one claimed build to the end: sandbox, record, keep, deliver. Returns the build as
     /// the API accepted it, or `None` when it was cancelled or refused.
+    #[tracing::instrument(name = "build", skip_all, fields(
+        otel.name = "build",
+        petrel.build_id = %claim.build_id,
+        petrel.job = %claim.job_name,
+        petrel.attempt = claim.attempt,
+        petrel.build.outcome = Empty,
+    ))]
     pub async fn execute(&self, claim: Claim, slot: u32) -> Option<Build> {
         let build_id = claim.build_id;
         tracing::info!(build = %build_id, job = %claim.job_name, attempt = claim.attempt, slot, "building");
@@ -139,15 +157,20 @@ impl Runner {
         }
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let heartbeat = tokio::spawn(heartbeats(
-            self.client.clone(),
-            build_id,
-            Duration::from_secs((claim.lease_secs.max(3) / 3) as u64),
-            cancel_tx.clone(),
-            running.clone(),
-        ));
+        let heartbeat = tokio::spawn(
+            heartbeats(
+                self.client.clone(),
+                build_id,
+                Duration::from_secs((claim.lease_secs.max(3) / 3) as u64),
+                cancel_tx.clone(),
+                running.clone(),
+            )
+            .in_current_span(),
+        );
         let (console_tx, console_rx) = mpsc::channel(4096);
-        let console = tokio::spawn(forward_console(self.client.clone(), build_id, console_rx, cancel_tx));
+        let console = tokio::spawn(
+            forward_console(self.client.clone(), build_id, console_rx, cancel_tx).in_current_span(),
+        );
         let spec = SandboxSpec {
             build_dir: build_dir.clone(),
             recipe: claim.recipe.clone(),
@@ -157,11 +180,14 @@ impl Runner {
             gid: self.config.uid_base + slot,
             tool_dirs: self.config.tool_dirs.clone(),
         };
-        let outcome = sandbox::run(&spec, console_tx, cancel_rx.clone()).await;
+        let outcome = sandbox::run(&spec, console_tx, cancel_rx.clone())
+            .instrument(tracing::info_span!("sandbox", otel.name = "run recipe"))
+            .await;
         let _ = console.await;
         running.store(false, std::sync::atomic::Ordering::Relaxed);
         if *cancel_rx.borrow() {
             tracing::info!(build = %build_id, "cancelled; discarding");
+            tracing::Span::current().record("petrel.build.outcome", "cancelled");
             heartbeat.abort();
             let _ = std::fs::remove_dir_all(&build_dir);
             return None;
@@ -197,6 +223,8 @@ impl Runner {
             }
         };
         heartbeat.abort();
+        let outcome = delivered.as_ref().map_or("not delivered", |b| b.status.as_str());
+        tracing::Span::current().record("petrel.build.outcome", outcome);
         delivered
     }
 
@@ -230,6 +258,7 @@ impl Runner {
 
     /// Sends a kept result until the API accepts or refuses it; retries with backoff while it
     /// is unreachable.
+    #[tracing::instrument(name = "upload", skip_all, fields(otel.name = "upload result", petrel.build_id = %build_id))]
     async fn deliver(&self, build_id: Uuid) -> Option<Build> {
         let mut backoff = Backoff::new();
         loop {

@@ -38,6 +38,7 @@ impl FromRequest for AgentPrincipal {
             .await?;
             let (id, name) =
                 row.ok_or(ApiError::Unauthenticated("the agent credential is invalid or revoked"))?;
+            crate::otel::note_machine(None, Some(&name));
             Ok(AgentPrincipal { id, name })
         })
     }

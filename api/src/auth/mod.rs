@@ -136,7 +136,10 @@ impl Caller {
                 "insufficient-role",
                 format!("this needs the {} role in the tenant; you have {}", min.as_str(), role.as_str()),
             )),
-            Some(role) => Ok(TenantScope { tenant_id, role }),
+            Some(role) => {
+                crate::otel::note_tenant(tenant_id);
+                Ok(TenantScope { tenant_id, role })
+            }
         }
     }
 }
@@ -160,9 +163,11 @@ impl FromRequest for Caller {
                     .ok_or(ApiError::Unauthenticated(
                         "the Authorization header must be `Bearer petrel_...`",
                     ))?;
-                return session::caller_from_token(&state.db, secret, ip)
+                let caller = session::caller_from_token(&state.db, secret, ip)
                     .await?
-                    .ok_or(ApiError::Unauthenticated("the API token is invalid, expired or revoked"));
+                    .ok_or(ApiError::Unauthenticated("the API token is invalid, expired or revoked"))?;
+                crate::otel::note_user(caller.user_id, caller.token_id());
+                return Ok(caller);
             }
             let Some(cookie) = req.cookie(SESSION_COOKIE) else {
                 return Err(ApiError::Unauthenticated(
@@ -173,6 +178,7 @@ impl FromRequest for Caller {
                 session::caller_from_session(&state.db, cookie.value(), state.config.session_ttl, ip)
                     .await?
                     .ok_or(ApiError::Unauthenticated("the session has expired; sign in again"))?;
+            crate::otel::note_user(caller.user_id, None);
             if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
                 check_csrf(&req, &caller)?;
             }

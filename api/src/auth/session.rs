@@ -51,6 +51,7 @@ pub async fn delete(db: &PgPool, cookie: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "SELECT sessions", db.system.name = "postgresql"))]
 pub async fn caller_from_session(
     db: &PgPool,
     cookie: &str,
@@ -95,6 +96,7 @@ pub async fn caller_from_session(
 
 type TokenRow = (Uuid, String, bool, Uuid, Option<Uuid>, Option<String>, bool, DateTime<Utc>);
 
+#[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "SELECT api_tokens", db.system.name = "postgresql"))]
 pub async fn caller_from_token(
     db: &PgPool,
     secret: &str,

@@ -37,6 +37,7 @@ pub fn credential_in(req: &HttpRequest) -> Option<&str> {
 }
 
 impl WorkerPrincipal {
+    #[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "UPDATE workers (authenticate)", db.system.name = "postgresql"))]
     pub async fn authenticate(db: &PgPool, credential: &str, ip: Option<String>) -> Result<Self, ApiError> {
         let row: Option<(Uuid, String, Option<Uuid>)> = sqlx::query_as(
             "UPDATE workers SET last_seen_at = now()
@@ -117,7 +118,9 @@ impl FromRequest for WorkerPrincipal {
                 "workers send their credential as `Authorization: Bearer petrelw_...`",
             ))?;
             let ip = super::client_ip(&req, state.config.trust_forwarded_for);
-            WorkerPrincipal::authenticate(&state.db, credential, ip).await
+            let worker = WorkerPrincipal::authenticate(&state.db, credential, ip).await?;
+            crate::otel::note_machine(Some(&worker.name), None);
+            Ok(worker)
         })
     }
 }

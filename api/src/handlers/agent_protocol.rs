@@ -271,6 +271,7 @@ pub async fn report_stats(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    crate::otel::unikernel_stats(id, &agent.name, &body);
     Ok(HttpResponse::NoContent().finish())
 }
 

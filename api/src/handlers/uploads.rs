@@ -285,6 +285,7 @@ pub async fn put_artifact(
     path: web::Path<(Uuid, String)>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let started = std::time::Instant::now();
     let (upload_id, file) = path.into_inner();
     validate::artifact_path(&file).map_err(|m| ApiError::field("path", m))?;
     let expected = req
@@ -337,6 +338,7 @@ pub async fn put_artifact(
     .bind(written as i64)
     .execute(&state.db)
     .await?;
+    crate::otel::artifact_uploaded(written, started.elapsed());
     Ok(HttpResponse::Created().json(Artifact {
         path: file,
         sha256: hex::encode(actual),
@@ -491,6 +493,7 @@ pub async fn finalize_upload(
     )
     .await?;
     tx.commit().await?;
+    crate::otel::build_finished(&upload.metadata);
     crate::manifests::read_for_build(&state, upload.build_id).await;
     Ok(HttpResponse::Created().json(readable_build(&state.db, &scope, upload.build_id).await?))
 }

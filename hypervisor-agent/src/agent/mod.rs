@@ -14,6 +14,7 @@ pub mod reconcile;
 pub mod restart;
 pub mod stats;
 pub mod tap;
+pub mod telemetry;
 pub mod unikernel;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ use petrel_wire::deployments::{AgentHeartbeat, ENROLLMENT_TOKEN_PREFIX, EnrollRe
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use blocks::BlockStore;
@@ -210,8 +212,15 @@ async fn follow_assignments(
     let mut retry = Duration::from_secs(1);
     let mut block_devices = Vec::new();
     loop {
+        // One trace per poll that brings news: the poll, then the reconcile pass it causes
+        // (image fetches, starts, state reports of the unikernels started).
+        let span = tracing::info_span!(
+            "assignments",
+            otel.name = "poll assignments",
+            petrel.generation = generation
+        );
         let polled = tokio::select! {
-            polled = client.assignments(generation) => polled,
+            polled = client.assignments(generation).instrument(span.clone()) => polled,
             _ = &mut shutdown => return Ok(()),
             Ok(why) = revoked.wait_for(Option::is_some) => {
                 return Err(AgentError::Revoked(why.clone().unwrap_or_default()));
@@ -225,9 +234,17 @@ async fn follow_assignments(
                     "new assignments"
                 );
                 // Not cancelled by shutdown: a half-applied generation would leave stray tasks.
+                let pass = tracing::info_span!(
+                    parent: &span,
+                    "reconcile",
+                    otel.name = "reconcile",
+                    petrel.generation = assignments.generation,
+                    petrel.deployments = assignments.deployments.len(),
+                );
                 blocks.create_missing(&assignments.block_devices);
-                reconciler.apply(&assignments.deployments).await;
-                blocks.sync(client, &assignments.block_devices, &reconciler.blocks_in_use()).await;
+                reconciler.apply(&assignments.deployments).instrument(pass.clone()).await;
+                let in_use = reconciler.blocks_in_use();
+                blocks.sync(client, &assignments.block_devices, &in_use).instrument(pass).await;
                 blocks.prune(&assignments.block_devices, &reconciler.blocks_in_use());
                 block_devices = assignments.block_devices;
                 generation = assignments.generation;

@@ -152,8 +152,10 @@ impl<C: Control> Reconciler<C> {
             let (stop, stop_rx) = watch::channel(false);
             let (started_tx, started_rx) = oneshot::channel();
             let shared = Arc::new(Shared::default());
-            let task =
-                tokio::spawn(supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx));
+            let task = tokio::spawn(tracing::Instrument::instrument(
+                supervise(self.ctx.clone(), a.clone(), shared.clone(), stop_rx, started_tx),
+                super::telemetry::deployment_span(a),
+            ));
             let blocks = a.blocks.iter().map(|b| b.block_device_id).collect();
             self.instances
                 .insert(a.deployment_id, Instance { revision: a.revision, blocks, stop, task, shared });
@@ -253,8 +255,14 @@ async fn supervise<C: Control>(
     let id = a.deployment_id;
     let (gone_tx, gone) = watch::channel(false);
     let (reports, reports_rx) = mpsc::unbounded_channel();
-    let reporter =
-        tokio::spawn(report_states(ctx.clone(), id, a.revision, reports_rx, stop.clone(), gone_tx));
+    let reporter = tokio::spawn(tracing::Instrument::in_current_span(report_states(
+        ctx.clone(),
+        id,
+        a.revision,
+        reports_rx,
+        stop.clone(),
+        gone_tx,
+    )));
     let console = ConsoleBuffer::new();
     let (ship_done, ship_done_rx) = oneshot::channel();
     let shipper = tokio::spawn(ship_console(ctx.clone(), id, console.clone(), ship_done_rx));

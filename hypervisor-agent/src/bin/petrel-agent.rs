@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use petrel_hypervisor::agent::{self, AgentConfig};
+use petrel_wire::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +17,10 @@ use petrel_hypervisor::agent::{self, AgentConfig};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as human-readable text or JSON (text or json). Traces and metrics go out
+    /// over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (see the README).
+    #[arg(long, global = true, env = "PETREL_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -85,16 +90,17 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Colours only for people: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // Colours only for people: journald and log files get plain text.
+    let mut telemetry = telemetry::init("petrel-agent", cli.log_format, "info");
+    let result = command(cli.command).await;
+    // Spans and metrics still pending go out before the process ends.
+    tokio::task::spawn_blocking(move || telemetry.shutdown()).await.ok();
+    result
+}
+
+async fn command(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Enroll { common, token } => {
             let config = common.config()?;
             let identity = agent::enroll(&config, token.trim()).await.context("enrolling")?;

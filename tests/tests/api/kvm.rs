@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The test guests, built once per test into its own directory.
-fn guests(dir: &Path) -> PathBuf {
+pub(crate) fn guests(dir: &Path) -> PathBuf {
     assert!(
         std::fs::metadata("/dev/kvm").is_ok(),
         "/dev/kvm is missing: these tests need KVM (they never pass without it)"
@@ -120,7 +120,7 @@ async fn setup(s: &TestServer, admin: &Client, dir: &Path) -> (Uuid, AgentProces
 }
 
 /// Uploads a guest as a build's main binary; returns its SHA-256.
-async fn upload_guest(admin: &Client, tenant: Uuid, guests: &Path, name: &str) -> String {
+pub(crate) async fn upload_guest(admin: &Client, tenant: Uuid, guests: &Path, name: &str) -> String {
     let bytes = std::fs::read(guests.join(format!("{name}.hvt"))).unwrap();
     let job = Api { admin }.job(tenant, name, false).await;
     Api::build(admin, job, &[(&format!("bin/{name}.hvt"), &bytes)]).await;

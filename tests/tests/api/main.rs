@@ -20,5 +20,6 @@ mod roles;
 mod s3;
 mod schemathesis;
 mod spa;
+mod telemetry;
 mod tokens;
 mod workers;
