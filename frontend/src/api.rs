@@ -4,9 +4,10 @@
 use std::cell::RefCell;
 
 use gloo_net::http::{Request, RequestBuilder, Response};
-use petrel_wire::Problem;
+use petrel_wire::{Page, Problem};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 thread_local! {
     static CSRF: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -69,6 +70,24 @@ pub async fn get_text(path: &str) -> Result<String, ApiError> {
 
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     serde_json::from_str(text).map_err(ApiError::network)
+}
+
+/// A page of a list: the page itself is parsed once for every list type (its items kept as raw
+/// JSON), then each item as a `T`, so a list costs the wasm only its item's parser.
+pub fn parse_page<T: DeserializeOwned>(text: &str) -> Result<Page<T>, ApiError> {
+    let (raw, next_cursor) = parse_raw_page(text)?;
+    let items = raw.iter().map(|item| parse::<T>(item.get())).collect::<Result<Vec<T>, ApiError>>()?;
+    Ok(Page { items, next_cursor })
+}
+
+fn parse_raw_page(text: &str) -> Result<(Vec<Box<RawValue>>, Option<String>), ApiError> {
+    let page: Page<Box<RawValue>> = parse(text)?;
+    Ok((page.items, page.next_cursor))
+}
+
+/// [`get`] of one page of a list (see [`parse_page`]).
+pub async fn get_page<T: DeserializeOwned>(path: &str) -> Result<Page<T>, ApiError> {
+    parse_page(&get_text(path).await?)
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {

@@ -4,6 +4,7 @@
 
 mod api;
 mod components;
+mod forms;
 mod graph_layout;
 mod html;
 mod pages;
@@ -15,7 +16,9 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 
 use crate::components::Shell;
-use crate::pages::{audit, build, compare, deployments, fleet, jobs, login, tenants, tokens, users, workers};
+use crate::pages::{
+    agents, audit, build, compare, deployments, fleet, jobs, login, quotas, tenants, tokens, users, workers,
+};
 
 #[component]
 fn App() -> impl IntoView {
@@ -25,8 +28,8 @@ fn App() -> impl IntoView {
             <Routes fallback=|| view! { <Shell><h1>"Not found"</h1><p>"There is no such page."</p></Shell> }>
                 <Route path=path!("/login") view=login::Login/>
                 <Route path=path!("/") view=tenants::TenantList/>
-                <Route path=path!("/tenants") view=tenants::TenantList/>
-                <Route path=path!("/tenants/:id") view=tenants::TenantPage/>
+                // At most 16 routes (leptos_router's tuples): a list and its items share one.
+                <Route path=path!("/tenants/:id?") view=tenants::Tenants/>
                 <Route path=path!("/tokens") view=tokens::Tokens/>
                 <Route path=path!("/users") view=users::Users/>
                 <Route path=path!("/audit") view=audit::Audit/>
@@ -36,8 +39,9 @@ fn App() -> impl IntoView {
                 <Route path=path!("/builds/:a/compare/:b") view=compare::ComparePage/>
                 <Route path=path!("/fleet") view=fleet::Fleet/>
                 <Route path=path!("/workers") view=workers::Workers/>
-                <Route path=path!("/deployments") view=deployments::DeploymentList/>
-                <Route path=path!("/deployments/:id") view=deployments::DeploymentPage/>
+                <Route path=path!("/deployments/:id?") view=deployments::Deployments/>
+                <Route path=path!("/quotas") view=quotas::Quotas/>
+                <Route path=path!("/agents") view=agents::Agents/>
             </Routes>
         </Router>
     }

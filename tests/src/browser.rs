@@ -240,6 +240,53 @@ impl Browser {
         }
     }
 
+    /// Resizes the window (e.g. to a phone's width).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height})))
+            .await;
+    }
+
+    /// Waits until the element's text contains `needle`; returns the text.
+    pub async fn wait_for_text_in(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.text(&self.find(css).await).await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{css} never showed {needle:?}; it shows: {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the element's DOM property (e.g. an input's `value`) is `value`.
+    pub async fn wait_for_property(&self, css: &str, name: &str, value: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let e = self.find(css).await;
+            let now =
+                self.call(reqwest::Method::GET, &format!("/element/{}/property/{name}", e.0), None).await;
+            if now.as_str() == Some(value) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css} never had .{name}={value:?}; it has {now}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the element's attribute is `value`.
+    pub async fn wait_for_attribute(&self, css: &str, name: &str, value: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let now = self.attribute(&self.find(css).await, name).await;
+            if now.as_deref() == Some(value) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css} never had {name}={value:?}; it has {now:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Saves a PNG screenshot under target/screenshots.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let data = self.call(reqwest::Method::GET, "/screenshot", None).await;

@@ -64,6 +64,7 @@ where
 // ---------------------------------------------------------------------------------------------
 // Treemap
 
+/// The viewBox below says the same: `"0 0 960 540"` (a literal, so no float formatting ships).
 const TM_W: f64 = 960.0;
 const TM_H: f64 = 540.0;
 const TM_HEADER: f64 = 16.0;
@@ -314,7 +315,7 @@ fn TreemapChart(treemap: Treemap) -> impl IntoView {
                 data-testid="treemap-back">"Back"</button>
             <div class="crumbs-wrap" on:click=on_crumb>{crumbs}</div>
         </nav>
-        <svg id="treemap" class="treemap" viewBox=format!("0 0 {TM_W} {TM_H}") role="group"
+        <svg id="treemap" class="treemap" viewBox="0 0 960 540" role="group"
             aria-label="Size treemap of the main binary: choose a box to zoom in"
             on:click=on_click on:keydown=on_key
             inner_html=move || zoom.with(|z| root.with_value(|r| treemap_markup(r, z)))>

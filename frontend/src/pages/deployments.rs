@@ -15,6 +15,18 @@ use crate::components::{
 };
 use crate::html::{self, el, esc, link, row, text};
 
+/// `/deployments` (the list), `/deployments/new` (the form) and `/deployments/<id>`.
+#[component]
+pub fn Deployments() -> impl IntoView {
+    let params = use_params_map();
+    let which = Memo::new(move |_| params.read().get("id"));
+    move || match which.get().as_deref() {
+        None => view! { <DeploymentList/> }.into_any(),
+        Some("new") => view! { <super::deploy_new::DeploymentCreate/> }.into_any(),
+        Some(_) => view! { <DeploymentPage/> }.into_any(),
+    }
+}
+
 #[component]
 pub fn DeploymentList() -> impl IntoView {
     view! {
@@ -33,7 +45,9 @@ fn DeploymentListBody() -> impl IntoView {
         Memo::new(move |_| chosen.get().or_else(|| tenants.items.with(|ts| ts.first().map(|t| t.id))));
     view! {
         <h1>"Deployments"</h1>
-        <p class="muted">"Unikernels running on KVM hosts, by tenant. Deploy with " <code>"petrel deploy create"</code> " or the API."</p>
+        <p class="muted">"Unikernels running on KVM hosts, by tenant. Deploy here, with " <code>"petrel deploy create"</code> " or the API."</p>
+        <p><a class="button" href=move || match tenant.get() { Some(t) => format!("/deployments/new?tenant={t}"), None => "/deployments/new".into() }
+            data-testid="new-deployment">"New deployment"</a></p>
         <label>"Tenant "
             <select name="deployment-tenant" on:change=move |ev| chosen.set(event_target_value(&ev).parse().ok())
                 inner_html=move || tenants.items.with(|ts| {

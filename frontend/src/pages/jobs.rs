@@ -4,7 +4,6 @@
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
-use petrel_wire::Page;
 use petrel_wire::builds::{Build, Job, ReproducibilitySummary, Schedule, Visibility};
 use petrel_wire::workers::{QueuedBuild, RunJob};
 use uuid::Uuid;
@@ -72,7 +71,7 @@ fn JobListBody() -> impl IntoView {
             }
             leptos::task::spawn_local(async move {
                 let url = format!("/api/v1/builds?job_id={}&limit=1", job.id);
-                let found = match api::get::<Page<Build>>(&url).await {
+                let found = match api::get_page::<Build>(&url).await {
                     Ok(page) => {
                         page.items.into_iter().next().map_or(Newest::None, |b| Newest::Build(Box::new(b)))
                     }

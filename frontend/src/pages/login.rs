@@ -22,6 +22,7 @@ pub fn Login() -> impl IntoView {
             nav("/tenants", Default::default());
         }
     });
+    Effect::new(move |_| crate::components::mark_rendered());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         busy.set(true);

@@ -14,6 +14,14 @@ use crate::html;
 use crate::pages::audit::AuditTable;
 use crate::session::use_session;
 
+/// `/tenants` (the list) and `/tenants/<id>` (one tenant).
+#[component]
+pub fn Tenants() -> impl IntoView {
+    let params = use_params_map();
+    let one = Memo::new(move |_| params.read().get("id").is_some());
+    move || if one.get() { view! { <TenantPage/> }.into_any() } else { view! { <TenantList/> }.into_any() }
+}
+
 #[component]
 pub fn TenantList() -> impl IntoView {
     view! {

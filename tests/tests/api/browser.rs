@@ -2,7 +2,9 @@
 //! create a tenant (and see the API's refusal next to the form), create an API token and use
 //! it, sign out; run a job and follow its build live, with its treemap, dependency graph and a
 //! comparison of two builds; see deployments with their console, stats and history, update,
-//! roll back and destroy one. Screenshots of the pages are kept in target/screenshots.
+//! roll back and destroy one; create one with the form (the API's messages next to the fields,
+//! the quota's refusal), see quotas as bars and change one, see agents' health and create an
+//! enrollment token. Screenshots of the pages are kept in target/screenshots.
 
 use petrel_tests::TestServer;
 use petrel_tests::browser::{Browser, frontend_dist};
@@ -249,4 +251,132 @@ async fn see_deployments_their_console_stats_and_history_update_roll_back_and_de
 
 async fn shown_image(b: &Browser) -> String {
     b.text(&b.find("[data-testid=deployment-image]").await).await
+}
+
+#[tokio::test]
+async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agent() {
+    use petrel_tests::Api;
+    use serde_json::json;
+
+    let dist = frontend_dist();
+    let s = TestServer::start_with(move |c| c.frontend_dir = Some(dist)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let lab = api.tenant("lab", Some(tenant)).await;
+    let quota = |unikernels: i32, memory: i64, cpus: &[i32]| json!({"unikernels": unikernels, "memory_mib": memory, "block_mib": 0, "cpus": cpus, "bridges": ["br0"]});
+    admin.put(&format!("/api/v1/tenants/{tenant}/quota"), quota(2, 64, &[0, 1])).await.expect(200);
+    admin.put(&format!("/api/v1/tenants/{lab}/quota"), quota(1, 32, &[0])).await.expect(200);
+    // An agent speaking the protocol from here, with the bridge.
+    let (_, _agent) = super::deployments::agent(&admin, "kvm-1", &["br0"]).await;
+    let job = api.job(tenant, "web", false).await;
+    let build = Api::build(&admin, job, &[("bin/web.hvt", b"web v1")]).await;
+    let sha = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+
+    let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
+    let b = Browser::start(&s.server.url, &key).await;
+    b.sign_in("admin", &s.admin_password).await;
+
+    // Agents: the enrolled one with its health and inventory; an enrollment token shown once.
+    b.goto("/agents").await;
+    b.find("[data-testid=agent-row]").await;
+    b.wait_for_text("kvm-1").await;
+    b.wait_for_attribute("[data-testid=agent-row] [data-health]", "data-health", "reachable").await;
+    b.wait_for_text_in("[data-testid=agent-row]", "br0").await;
+    b.type_into("form[aria-label='Create an enrollment token'] input[name=name]", "kvm-2").await;
+    b.click("form[aria-label='Create an enrollment token'] button[type=submit]").await;
+    let token = b.text(&b.find("[data-testid=new-enrollment] code").await).await;
+    assert!(token.starts_with("petrele_"), "{token}");
+    b.screenshot("agents").await;
+    // A name the API refuses shows its message next to the field.
+    b.type_into("form[aria-label='Create an enrollment token'] input[name=name]", "no spaces allowed").await;
+    b.click("form[aria-label='Create an enrollment token'] button[type=submit]").await;
+    b.wait_for_text_in("[data-error-for=name]", " ").await;
+    // The token works (once); the page does not show it again.
+    let inventory = json!({"cpus": 2, "memory_mib": 1024, "bridges": ["br0"], "block_mib": 0,
+                           "tender_version": "petrel-hvt test", "tender_abi": 2});
+    admin
+        .anonymous()
+        .post("/api/v1/agents/enroll", json!({"token": token, "inventory": inventory}))
+        .await
+        .expect(201);
+    b.goto("/agents").await;
+    b.wait_for_text("kvm-2").await;
+    assert_eq!(b.find_all("[data-testid=agent-row]").await.len(), 2);
+    assert!(b.find_all("[data-testid=new-enrollment]").await.is_empty(), "the token is shown once");
+
+    // The form: invalid fields get the API's messages next to them.
+    b.goto("/deployments").await;
+    b.select("select[name=deployment-tenant]", "robur").await;
+    b.click("[data-testid=new-deployment]").await;
+    b.select("#deploy-tenant", "robur").await;
+    b.find("form[aria-label='Create a deployment']").await;
+    // Picking the build fills in its image.
+    b.click(&format!("#f-build option[value='{sha}']")).await;
+    b.wait_for_property("#f-image_sha256", "value", &sha).await;
+    b.type_into("#f-name", "Not Valid!").await;
+    b.type_into("#f-memory_mib", "0").await;
+    b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
+    b.wait_for_text_in("[data-error-for=memory_mib]", "between 1 and").await;
+    assert!(!b.text(&b.find("[data-error-for=name]").await).await.is_empty(), "the name's message");
+    assert_eq!(b.attribute(&b.find("#f-name").await, "aria-invalid").await.as_deref(), Some("true"));
+    b.screenshot("deployment-form-errors").await;
+
+    // Over the quota (64 MiB): the quota's message, and the field's.
+    b.type_into("#f-name", "web").await;
+    b.type_into("#f-memory_mib", "128").await;
+    b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
+    b.wait_for_text_in("[data-testid=quota-exceeded]", "quota").await;
+    b.wait_for_text_in("[data-error-for=memory_mib]", "exceeds tenant").await;
+    assert_eq!(b.text(&b.find("[data-error-for=name]").await).await, "", "the name is fine now");
+    b.screenshot("deployment-form-quota").await;
+
+    // Within the quota, with a network device on the allowed bridge: the deployment's page.
+    b.type_into("#f-memory_mib", "32").await;
+    b.click("[data-action=add-net]").await;
+    b.type_into("input[name=net-device]", "service").await;
+    b.type_into("input[name=net-bridge]", "br0").await;
+    b.type_into("#f-args", "--ipv4=10.0.0.2/24\n--hello").await;
+    b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
+    b.find("[data-testid=deployment-facts]").await;
+    let path = b.current_path().await;
+    let id = path.trim_start_matches("/deployments/");
+    let created = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200);
+    assert_eq!(created.body["name"], "web");
+    assert_eq!(created.body["memory_mib"], 32);
+    assert_eq!(created.body["nets"], json!([{"device": "service", "bridge": "br0", "mac": null}]));
+    assert_eq!(created.body["args"], json!(["--ipv4=10.0.0.2/24", "--hello"]));
+
+    // Quotas: usage against each limit as bars, the sub-tenant with its own.
+    b.goto(&format!("/quotas?tenant={tenant}")).await;
+    b.wait_for_attribute("[data-testid=quota-unikernels]", "aria-valuenow", "1").await;
+    let unikernels = b.find("[data-testid=quota-unikernels]").await;
+    assert_eq!(b.attribute(&unikernels, "role").await.as_deref(), Some("meter"));
+    assert_eq!(b.attribute(&unikernels, "aria-valuemax").await.as_deref(), Some("2"));
+    let memory = b.find("[data-testid=quota-memory]").await;
+    assert_eq!(b.attribute(&memory, "aria-valuenow").await.as_deref(), Some("32"));
+    assert_eq!(b.attribute(&memory, "aria-valuemax").await.as_deref(), Some("64"));
+    b.wait_for_text_in("[data-testid=sub-tenant-quota]", "lab").await;
+    b.find("[data-testid=sub-memory-lab]").await;
+    b.screenshot("quotas").await;
+    // Changing it: a refused value shows its message; a good one is saved and drawn.
+    b.type_into("#f-memory_mib", "-5").await;
+    b.click("form[aria-label='Change the quota'] button[type=submit]").await;
+    b.wait_for_text_in("[data-error-for=memory_mib]", "must not be negative").await;
+    b.type_into("#f-memory_mib", "16").await;
+    b.click("form[aria-label='Change the quota'] button[type=submit]").await;
+    // Smaller than the sub-tenant's quota: the API names the field.
+    b.wait_for_text_in("[data-error-for=memory_mib]", "sub-tenant").await;
+    b.type_into("#f-memory_mib", "128").await;
+    b.click("form[aria-label='Change the quota'] button[type=submit]").await;
+    b.find("[data-testid=quota-saved]").await;
+    b.wait_for_attribute("[data-testid=quota-memory]", "aria-valuemax", "128").await;
+    let saved = admin.get(&format!("/api/v1/tenants/{tenant}/quota")).await.expect(200);
+    assert_eq!(saved.body["quota"]["memory_mib"], 128);
+    // At a phone's width.
+    b.set_window_size(390, 844).await;
+    b.screenshot("quotas-phone").await;
+    b.goto(&format!("/deployments/new?tenant={tenant}")).await;
+    b.find("#f-name").await;
+    b.screenshot("deployment-form-phone").await;
 }
