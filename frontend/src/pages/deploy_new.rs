@@ -253,6 +253,7 @@ fn request(v: &Values) -> Result<CreateDeployment, ApiError> {
         cpus: forms::numbers(&v.list("cpus")),
         args: v.get("args").lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect(),
         nets,
+        blocks: Vec::new(),
         restart,
         startup_priority: match priority.as_str() {
             "" => None,
