@@ -1,5 +1,6 @@
-//! The role matrix: every route of the API, called by every kind of principal, answers exactly
-//! as the roles say. A route missing from this table fails the test, so new routes must be
+//! The role matrix: every route of the API, called by every kind of principal (anonymous,
+//! viewer, operator, owner, another tenant's owner, administrator, a revoked token, an expired
+//! session), answers exactly as the roles say. A route missing from this table fails the test, so new routes must be
 //! added here.
 
 use std::collections::BTreeSet;
@@ -18,10 +19,22 @@ enum Who {
     Owner,
     OtherTenantOwner,
     Admin,
+    /// tenant A's owner's API token, revoked.
+    RevokedToken,
+    /// tenant A's owner's session, expired.
+    ExpiredSession,
 }
 
-const EVERYONE: [Who; 6] =
-    [Who::Anonymous, Who::Viewer, Who::Operator, Who::Owner, Who::OtherTenantOwner, Who::Admin];
+const EVERYONE: [Who; 8] = [
+    Who::Anonymous,
+    Who::Viewer,
+    Who::Operator,
+    Who::Owner,
+    Who::OtherTenantOwner,
+    Who::Admin,
+    Who::RevokedToken,
+    Who::ExpiredSession,
+];
 
 #[derive(Clone, Copy, Debug)]
 enum Need {
@@ -354,6 +367,11 @@ async fn block_device_of_a(ctx: &Ctx, n: usize) -> Uuid {
 }
 
 fn expected(who: Who, need: Need, success: u16) -> (u16, Option<&'static str>) {
+    // Dead credentials are refused wherever they are sent, public routes included: the
+    // caller learns that its token or session is no good rather than seeing less.
+    if matches!(who, Who::RevokedToken | Who::ExpiredSession) {
+        return (401, Some("unauthenticated"));
+    }
     match (need, who) {
         (Need::Public, _) => return (success, None),
         (Need::ReadPrivate, Who::Admin | Who::Owner | Who::Operator | Who::Viewer) => return (success, None),
@@ -406,6 +424,11 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
     api.member(tenant_a, "operator-a", "operator").await;
     api.member(tenant_b, "owner-b", "owner").await;
     let anonymous = admin.anonymous();
+    let (token_id, token) = Api::token(&owner, tenant_a, "owner").await;
+    owner.delete(&format!("/api/v1/tokens/{token_id}")).await.expect(204);
+    let revoked = admin.with_token(&token);
+    let mut expired = admin.anonymous();
+    expired.login("owner-a", "owner-a-password-123").await.expect("login");
     let job_a = api.job(tenant_a, "job-a", false).await;
     let job_recipe: Uuid = admin
         .post(
@@ -427,6 +450,15 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
         petrel_tests::eventually(&admin, &format!("/api/v1/builds/{build_a}/{kind}")).await;
     }
     let sha_a = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+    // The newest session is `expired`'s (the owner signed in twice).
+    sqlx::query(
+        "UPDATE sessions SET expires_at = now() - interval '1 second'
+          WHERE id_hash = (SELECT id_hash FROM sessions WHERE user_id = $1 ORDER BY created_at DESC LIMIT 1)",
+    )
+    .bind(owner_a)
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
     let ctx = Ctx {
         db: s.db.pool.clone(),
         _server: s,
@@ -452,6 +484,8 @@ async fn every_route_answers_every_principal_as_the_roles_say() {
                 Who::Owner => &owner,
                 Who::OtherTenantOwner => &other,
                 Who::Admin => &admin,
+                Who::RevokedToken => &revoked,
+                Who::ExpiredSession => &expired,
             };
             let (m, path, body) = prepare(&ctx, method, template, n).await;
             let r: Resp = if *template == "/api/v1/uploads/{upload_id}/artifacts/{path}" {
