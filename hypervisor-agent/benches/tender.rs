@@ -79,6 +79,12 @@ fn stats(mut v: Vec<f64>) -> Stats {
 }
 
 fn row(what: &str, s: &Stats, unit: &str) {
+    petrel_wire::perf::record(
+        "tender",
+        what,
+        &format!("median {:.1} {unit}, p90 {:.1} {unit}", s.median, s.p90),
+        "",
+    );
     println!("| {what:<46} | {:>10.1} | {:>10.1} | {:>10.1} | {unit:<4} |", s.median, s.p90, s.min);
 }
 
@@ -259,6 +265,12 @@ fn main() {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = child.wait();
+        petrel_wire::perf::record(
+            "tender",
+            &format!("RSS beyond guest, idle guest (--mem={mem})"),
+            &format!("{} kB", m.vm_rss.saturating_sub(m.guest_rss)),
+            "< 2048 kB",
+        );
         println!(
             "| {mem:>5} | {:>5} | {:>7} | {:>7} | {:>8} | {:>9} | {:>16} | {:>16} |",
             m.vm_rss,

@@ -102,6 +102,12 @@ fn main() {
         d.as_secs_f64() * 1e3,
         (p + d).as_secs_f64() * 1e3,
     );
+    petrel_wire::perf::record(
+        "compare",
+        &format!("compare two builds of {PACKAGES} opam packages (parse + diff)"),
+        &format!("{:.1} ms", (p + d).as_secs_f64() * 1e3),
+        "",
+    );
     println!(
         "  found: {} version changes, {} removed, {} added, {} opam file diffs",
         s.opam_packages.changed, s.opam_packages.only_left, s.opam_packages.only_right, s.opam_files

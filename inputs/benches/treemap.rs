@@ -141,6 +141,16 @@ fn main() {
             Some(Err(e)) => println!("  treemap: error {e}"),
             None => {}
         }
+        petrel_wire::perf::record(
+            "treemap",
+            &format!("treemap of a {:.1} MB ELF", size as f64 / 1e6),
+            &format!(
+                "{:.1} ms ({:.2}x nm -S)",
+                ours.as_secs_f64() * 1e3,
+                ours.as_secs_f64() / nm.as_secs_f64().max(1e-9)
+            ),
+            "",
+        );
         println!(
             "  nm -S --size-sort: {:>8.1} ms  (treemap / nm = {:.2}x, best of {RUNS})",
             nm.as_secs_f64() * 1e3,

@@ -69,6 +69,7 @@ fn main() {
     println!("{}", "-".repeat(w0 + w1 + w2 + 13));
     for r in &rows {
         println!("{:w0$}  {:w1$}  {:w2$}  {}", r.what, r.figure, r.goal, r.verdict);
+        petrel_wire::perf::record("api", &r.what, &r.figure, &format!("{} {}", r.goal, r.verdict));
     }
     let (load1, _) = loadavg();
     println!("\n(2 shared cores; 1-minute load average at the end: {load1})");

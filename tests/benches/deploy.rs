@@ -282,6 +282,7 @@ async fn main() {
     println!("{}", "-".repeat(100));
     for (what, figure, goal) in rows {
         println!("{what:<52} {figure:>12}  {goal}");
+        petrel_wire::perf::record("deploy", &what, &figure, &goal);
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(

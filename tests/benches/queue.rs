@@ -96,6 +96,18 @@ async fn main() {
         all_succeeded_once &= b["status"] == "succeeded" && b["attempt"] == 1;
     }
 
+    petrel_wire::perf::record(
+        "queue",
+        &format!("enqueue-to-claim latency ({rounds} rounds)"),
+        &format!("p50 {:.1} ms, p99 {:.1} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3),
+        "p50 <= 20 ms",
+    );
+    petrel_wire::perf::record(
+        "queue",
+        &format!("{builds} trivial builds through 4 workers"),
+        &format!("{:.0} builds/s", builds as f64 / elapsed.as_secs_f64()),
+        "no double claim",
+    );
     println!();
     println!("| what | figure | goal |");
     println!("|---|---|---|");

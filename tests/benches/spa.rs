@@ -40,6 +40,18 @@ fn main() {
             signed_in[signed_in.len() - 1]
         );
         println!("  (goal: first render under 1 s; figures, not assertions)");
+        petrel_wire::perf::record(
+            "spa",
+            "time to first render, signed in, loopback",
+            &format!("p50 {} ms, p90 {} ms", p(0.5), p(0.9)),
+            "< 1 s",
+        );
+        petrel_wire::perf::record(
+            "spa",
+            "first load, signed out, empty cache",
+            &format!("{cold} ms"),
+            "< 1 s",
+        );
     });
 }
 

@@ -13,6 +13,8 @@ pub mod graph;
 pub mod http;
 pub mod identity;
 pub mod page;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod perf;
 pub mod problem;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
