@@ -13,7 +13,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::deploy_new::problem_html;
 use crate::api;
-use crate::components::{Paged, Shell, fetch_then, raw, short_id, target_with};
+use crate::components::{Paged, PagedFooter, Shell, raw, short_id, target_with};
 use crate::forms::{self, Values, by_id};
 use crate::html::{self, el, esc, link, row};
 
@@ -43,67 +43,6 @@ fn BlockDevicesBody() -> impl IntoView {
             e.set_inner_html(markup);
         }
     };
-    // The page is markup (see `forms`); the list is drawn into it. The tenant's devices (the
-    // pages fetched so far) and the next page's cursor:
-    let devices = RwSignal::new(Vec::<BlockDevice>::new());
-    let next = RwSignal::new(None::<String>);
-    let fetch = move |cursor: Option<String>| {
-        let Some(t) = tenant.get_untracked() else { return };
-        let url = match &cursor {
-            Some(c) => format!("/api/v1/tenants/{t}/block-devices?limit=50&cursor={c}"),
-            None => format!("/api/v1/tenants/{t}/block-devices?limit=50"),
-        };
-        fetch_then(url, move |answer| {
-            if tenant.try_get_untracked() != Some(Some(t)) {
-                return;
-            }
-            match answer.and_then(|text| api::parse_page::<BlockDevice>(&text)) {
-                Ok(page) => {
-                    devices.update(|ds| {
-                        if cursor.is_none() {
-                            ds.clear();
-                        }
-                        ds.extend(page.items);
-                    });
-                    next.set(page.next_cursor);
-                }
-                Err(e) => say("block-list", &html::text("p", "error", &e.message)),
-            }
-        });
-    };
-    Effect::new(move |_| {
-        version.track();
-        if tenant.get().is_some() {
-            fetch(None);
-        }
-    });
-    Effect::new(move |_| {
-        let current = tenant.get();
-        say(
-            "block-tenant",
-            &tenants.items.with(|ts| {
-                let items: Vec<(String, &str, bool)> =
-                    ts.iter().map(|t| (t.id.to_string(), t.name.as_str(), Some(t.id) == current)).collect();
-                html::options(items.iter().map(|(id, name, on)| (id.as_str(), *name, *on)))
-            }),
-        );
-        // Viewers see the list only.
-        let operator =
-            tenants.items.with(|ts| ts.iter().any(|t| Some(t.id) == current && t.my_role != Role::Viewer));
-        let list = devices.with(|ds| {
-            if ds.is_empty() {
-                html::text("p", "muted", "Nothing here yet.")
-            } else {
-                devices_table(ds, operator)
-            }
-        });
-        let more = if next.with(Option::is_some) {
-            el("button", &[("type", "button"), ("class", "secondary"), ("data-more", "")], "Load more")
-        } else {
-            String::new()
-        };
-        say("block-list", &format!("{list}{more}"));
-    });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let Some((form, v)) = Values::of(&ev) else { return };
@@ -132,9 +71,6 @@ fn BlockDevicesBody() -> impl IntoView {
         });
     };
     let on_click = move |ev: leptos::ev::MouseEvent| {
-        if target_with(&ev, "data-more").is_some() {
-            return fetch(next.get_untracked());
-        }
         let Some(button) = target_with(&ev, "data-delete") else { return };
         let id = button.get_attribute("data-delete").unwrap_or_default();
         leptos::task::spawn_local(async move {
@@ -187,7 +123,35 @@ fn BlockDevicesBody() -> impl IntoView {
         }
     };
     view! {
-        <div on:click=on_click on:change=on_change on:submit=on_submit>{raw(page_html())}</div>
+        <div on:click=on_click on:change=on_change on:submit=on_submit>
+            {raw(intro_html())}
+            <label class="inline-label">"Tenant "
+                <select name="block-tenant" data-tenant-select=""
+                    inner_html=move || tenants.items.with(|ts| {
+                        let current = tenant.get();
+                        let items: Vec<(String, &str, bool)> =
+                            ts.iter().map(|t| (t.id.to_string(), t.name.as_str(), Some(t.id) == current)).collect();
+                        html::options(items.iter().map(|(id, name, on)| (id.as_str(), *name, *on)))
+                    })>
+                </select>
+            </label>
+            {move || {
+                version.track();
+                let t = tenant.get()?;
+                let operator = tenants.items.with(|ts| ts.iter().any(|x| x.id == t && x.my_role != Role::Viewer));
+                Some(view! { <DeviceTable tenant=t operator=operator/> })
+            }}
+            {raw(create_html())}
+        </div>
+    }
+}
+
+#[component]
+fn DeviceTable(tenant: Uuid, operator: bool) -> impl IntoView {
+    let devices = Paged::<BlockDevice>::new(format!("/api/v1/tenants/{tenant}/block-devices"));
+    view! {
+        {move || devices.items.with(|ds| raw(devices_table(ds, operator)))}
+        <PagedFooter paged=devices/>
     }
 }
 
@@ -200,17 +164,9 @@ async fn read_and_hash(file: &web_sys::File) -> Result<(js_sys::ArrayBuffer, Str
     Ok((bytes, hex))
 }
 
-fn page_html() -> String {
-    let tenant = el(
-        "label",
-        &[("class", "inline-label")],
-        &format!(
-            "Tenant {}",
-            el("select", &[("id", "block-tenant"), ("name", "block-tenant"), ("data-tenant-select", "")], "")
-        ),
-    );
+fn intro_html() -> String {
     format!(
-        "{}{}{}{}{tenant}{}{}",
+        "{}{}{}{}",
         el("h1", &[], "Block devices"),
         html::text(
             "p",
@@ -223,8 +179,6 @@ fn page_html() -> String {
             ""
         ),
         el("p", &[("class", "muted"), ("id", "block-status"), ("role", "status")], ""),
-        el("div", &[("id", "block-list")], ""),
-        create_html(),
     )
 }
 
