@@ -145,6 +145,16 @@ pub async fn send_empty(method: &str, path: &str) -> Result<(), ApiError> {
     finish(with_csrf(builder).send().await).await.map(|_| ())
 }
 
+/// PUTs raw bytes (a block device's contents) with their hex SHA-256 in `X-Petrel-Sha256`;
+/// the answer (202 and the device) is not needed.
+pub async fn upload(path: &str, sha256: &str, body: js_sys::ArrayBuffer) -> Result<(), ApiError> {
+    let builder = with_csrf(Request::put(path))
+        .header("content-type", "application/octet-stream")
+        .header("x-petrel-sha256", sha256);
+    let request = builder.body(body).map_err(ApiError::network)?;
+    finish(request.send().await).await.map(|_| ())
+}
+
 /// Percent-encodes a path segment or query value (everything but RFC 3986's unreserved
 /// characters).
 pub fn encode(value: &str) -> String {

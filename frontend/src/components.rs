@@ -53,6 +53,7 @@ pub fn Shell(children: ChildrenFn, #[prop(optional)] public: bool) -> impl IntoV
                 <A href="/fleet">"Fleet search"</A>
                 {move || signed_in.get().then(|| view! {
                     <A href="/deployments">"Deployments"</A>
+                    <A href="/block-devices">"Block devices"</A>
                     <A href="/quotas">"Quotas"</A>
                     <A href="/tenants">"Tenants"</A>
                     <A href="/tokens">"API tokens"</A>

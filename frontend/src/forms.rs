@@ -82,9 +82,9 @@ pub fn error_span(id: &str, field: &str) -> String {
 
 /// Writes each of the API's field messages into its span (clearing the others) and marks the
 /// field before it `aria-invalid`. Spans with `data-row-field` belong to the repeated rows
-/// (`data-row`) of `prefix`: the n-th row's span shows `prefix[n].<row-field>`. Returns the
+/// (`data-row="<list>"`): the n-th row of a list shows `<list>[n].<row-field>`. Returns the
 /// messages no span showed, as "field: message".
-pub fn show_errors(form: &Element, error: Option<&ApiError>, prefix: &str) -> Vec<String> {
+pub fn show_errors(form: &Element, error: Option<&ApiError>) -> Vec<String> {
     let errors = error.and_then(|e| e.problem.as_ref()).map(|p| p.errors.clone()).unwrap_or_default();
     let mut shown = vec![false; errors.len()];
     let mut place = |span: &Element, key: &str| {
@@ -111,9 +111,22 @@ pub fn show_errors(form: &Element, error: Option<&ApiError>, prefix: &str) -> Ve
         let key = span.get_attribute("data-error-for").unwrap_or_default();
         place(&span, &key);
     }
-    for (n, row) in all(form, "[data-row]").iter().enumerate() {
-        for span in all(row, "[data-row-field]") {
-            let key = format!("{prefix}[{n}].{}", span.get_attribute("data-row-field").unwrap_or_default());
+    // Rows are numbered per list.
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for row in all(form, "[data-row]") {
+        let list = row.get_attribute("data-row").unwrap_or_default();
+        let n = match counts.iter_mut().find(|(l, _)| *l == list) {
+            Some((_, c)) => {
+                *c += 1;
+                *c - 1
+            }
+            None => {
+                counts.push((list.clone(), 1));
+                0
+            }
+        };
+        for span in all(&row, "[data-row-field]") {
+            let key = format!("{list}[{n}].{}", span.get_attribute("data-row-field").unwrap_or_default());
             place(&span, &key);
         }
     }

@@ -17,7 +17,8 @@ use leptos_router::path;
 
 use crate::components::Shell;
 use crate::pages::{
-    agents, audit, build, compare, deployments, fleet, jobs, login, quotas, tenants, tokens, users, workers,
+    agents, audit, block_devices, build, compare, deployments, fleet, jobs, login, quotas, tenants, tokens,
+    users, workers,
 };
 
 #[component]
@@ -42,6 +43,7 @@ fn App() -> impl IntoView {
                 <Route path=path!("/deployments/:id?") view=deployments::Deployments/>
                 <Route path=path!("/quotas") view=quotas::Quotas/>
                 <Route path=path!("/agents") view=agents::Agents/>
+                <Route path=path!("/block-devices") view=block_devices::BlockDevices/>
             </Routes>
         </Router>
     }

@@ -30,7 +30,7 @@ fn AgentsBody() -> impl IntoView {
         let body = CreateEnrollment { name: values.get("name") };
         leptos::task::spawn_local(async move {
             let answer = api::send::<_, Enrollment>("POST", "/api/v1/agents/enrollments", &body).await;
-            forms::show_errors(&form, answer.as_ref().err(), "");
+            forms::show_errors(&form, answer.as_ref().err());
             match answer {
                 Ok(e) => {
                     error.set(None);

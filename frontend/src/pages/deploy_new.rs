@@ -4,13 +4,15 @@
 //! fields; a refusal by the quota says so, with the tenant's quota page a link away.
 //!
 //! The API does not describe an image's manifest (its devices), so network devices are
-//! entered by name, each onto one of the bridges the tenant's quota allows.
+//! entered by name, each onto one of the bridges the tenant's quota allows; block devices
+//! likewise, each backed by one of the tenant's block devices.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use petrel_wire::builds::Build;
 use petrel_wire::deployments::{
-    Agent, CreateDeployment, Deployment, NetAttachment, QuotaUsage, RestartPolicy,
+    Agent, BlockAttachment, BlockDevice, CreateDeployment, Deployment, NetAttachment, QuotaUsage,
+    RestartPolicy,
 };
 use petrel_wire::identity::{Role, Tenant};
 use petrel_wire::{FieldError, Problem};
@@ -50,6 +52,8 @@ fn CreateBody() -> impl IntoView {
     // The tenant's allowed bridges (from its quota), recent builds with a main binary, and (for
     // administrators) the agents to pin to.
     let bridges = RwSignal::new(Vec::<String>::new());
+    // The tenant's block devices, by name.
+    let blocks = RwSignal::new(Vec::<String>::new());
     Effect::new(move |_| {
         let Some(id) = tenant.get() else { return };
         fetch_then(format!("/api/v1/tenants/{id}/quota"), move |answer| {
@@ -60,6 +64,13 @@ fn CreateBody() -> impl IntoView {
                 .map(|q| q.bridges)
                 .unwrap_or_default();
             let _ = bridges.try_set(allowed);
+        });
+        fetch_then(format!("/api/v1/tenants/{id}/block-devices?limit=200"), move |answer| {
+            let names = answer
+                .and_then(|text| api::parse_page::<BlockDevice>(&text))
+                .map(|page| page.items.into_iter().map(|d| d.name).collect())
+                .unwrap_or_default();
+            let _ = blocks.try_set(names);
         });
     });
     let builds = RwSignal::new(Vec::<Build>::new());
@@ -107,6 +118,24 @@ fn CreateBody() -> impl IntoView {
             },
         );
     });
+    // Apart from the other lists: drawing these again resets the rows' choices.
+    Effect::new(move |_| {
+        blocks.with(|bs| {
+            let options = block_options(bs);
+            if let Some(rows) = by_id("block-rows") {
+                for select in forms::all(&rows, "select[name=block-name]") {
+                    select.set_inner_html(&options);
+                }
+            }
+            if let Some(e) = by_id("blocks-available") {
+                e.set_text_content(Some(&if bs.is_empty() {
+                    "The tenant has no block devices (create them on the block devices page).".to_string()
+                } else {
+                    format!("The tenant's block devices: {}.", bs.join(", "))
+                }));
+            }
+        });
+    });
 
     let busy = StoredValue::new(false);
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
@@ -117,7 +146,7 @@ fn CreateBody() -> impl IntoView {
             return;
         }
         let show = move |form: &web_sys::Element, e: Option<&ApiError>| {
-            let others = forms::show_errors(form, e, "nets");
+            let others = forms::show_errors(form, e);
             if let Some(box_) = by_id("deploy-problem") {
                 box_.set_inner_html(&e.map(|e| problem_html(e, &others, Some(tenant))).unwrap_or_default());
             }
@@ -146,6 +175,13 @@ fn CreateBody() -> impl IntoView {
                 if let Some(rows) = by_id("net-rows") {
                     let n = forms::all(&rows, "[data-row]").len();
                     let _ = rows.insert_adjacent_html("beforeend", &net_row(n));
+                }
+            }
+            Some("add-block") => {
+                if let Some(rows) = by_id("block-rows") {
+                    let n = forms::all(&rows, "[data-row]").len();
+                    let options = blocks.with_untracked(|bs| block_options(bs));
+                    let _ = rows.insert_adjacent_html("beforeend", &block_row(n, &options));
                 }
             }
             Some("remove-net") => {
@@ -238,6 +274,18 @@ fn request(v: &Values) -> Result<CreateDeployment, ApiError> {
             mac: (!mac.is_empty()).then_some(mac),
         })
         .collect();
+    let blocks = v
+        .all("block-device")
+        .into_iter()
+        .zip(v.all("block-name"))
+        .zip(v.all("block-sector"))
+        .map(|((device, block_device), sector)| BlockAttachment {
+            device,
+            block_device,
+            // One that is not a number becomes -1, which the API refuses with its message.
+            sector_size: (!sector.is_empty()).then(|| sector.parse().unwrap_or(-1)),
+        })
+        .collect();
     let restart = match v.get("restart").as_str() {
         "on-failure" => {
             let codes = v.list("exit_codes");
@@ -253,7 +301,7 @@ fn request(v: &Values) -> Result<CreateDeployment, ApiError> {
         cpus: forms::numbers(&v.list("cpus")),
         args: v.get("args").lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect(),
         nets,
-        blocks: Vec::new(),
+        blocks,
         restart,
         startup_priority: match priority.as_str() {
             "" => None,
@@ -347,6 +395,22 @@ fn form_fields(admin: bool) -> String {
             ),
         ),
     );
+    let blocks = el(
+        "fieldset",
+        &[("class", "nets")],
+        &format!(
+            "{}{}{}{}{}",
+            el("legend", &[], "Block devices"),
+            el("p", &[("class", "muted"), ("id", "blocks-available")], ""),
+            forms::error_span("f-blocks-error", "blocks"),
+            el("div", &[("id", "block-rows")], ""),
+            el(
+                "button",
+                &[("type", "button"), ("class", "secondary"), ("data-action", "add-block")],
+                "Add block device"
+            ),
+        ),
+    );
     [
         forms::field(
             "Build",
@@ -380,6 +444,7 @@ fn form_fields(admin: bool) -> String {
             "One per line, e.g. --ipv4=10.0.0.2/24.",
         ),
         nets,
+        blocks,
         restart,
         forms::field(
             "Exit codes that restart it",
@@ -398,62 +463,124 @@ fn form_fields(admin: bool) -> String {
     .concat()
 }
 
-/// One network device row: its name in the manifest, the bridge, an optional MAC address.
-fn net_row(n: usize) -> String {
-    let cell = |label: &str, name: &str, suffix: &str, attrs: &[(&str, &str)]| {
-        let id = format!("net-{n}-{suffix}");
-        let error_id = format!("{id}-error");
-        let mut all: Vec<(&str, &str)> = vec![("id", &id), ("name", name), ("aria-describedby", &error_id)];
-        all.extend_from_slice(attrs);
-        el(
-            "div",
-            &[("class", "field")],
-            &format!(
-                "{}{}{}",
-                el("label", &[("for", &id)], &esc(label)),
-                el("input", &all, ""),
-                el(
-                    "span",
-                    &[
-                        ("class", "field-error"),
-                        ("id", &error_id),
-                        ("data-row-field", suffix),
-                        ("role", "alert")
-                    ],
-                    ""
-                ),
-            ),
-        )
+/// A labelled field of a repeated row (`kind` "n" for network devices, "b" for block devices),
+/// with the span for its message (see `forms::show_errors`).
+fn row_cell(
+    kind: &str,
+    n: usize,
+    label: &str,
+    name: &str,
+    suffix: &str,
+    attrs: &[(&str, &str)],
+    select: Option<&str>,
+) -> String {
+    let id = format!("{kind}-{n}-{suffix}");
+    let error_id = format!("{id}-error");
+    let mut all: Vec<(&str, &str)> = vec![("id", &id), ("name", name), ("aria-describedby", &error_id)];
+    all.extend_from_slice(attrs);
+    let input = match select {
+        Some(options) => el("select", &all, options),
+        None => el("input", &all, ""),
     };
     el(
         "div",
-        &[("class", "net-row"), ("data-row", "")],
+        &[("class", "field")],
         &format!(
-            "{}{}{}{}",
-            cell("Device", "net-device", "device", &[("autocomplete", "off"), ("placeholder", "service")]),
-            cell("Bridge", "net-bridge", "bridge", &[("autocomplete", "off"), ("list", "bridge-list")]),
-            cell(
-                "MAC (optional)",
-                "net-mac",
-                "mac",
-                &[("autocomplete", "off"), ("placeholder", "generated")]
-            ),
+            "{}{input}{}",
+            el("label", &[("for", &id)], &esc(label)),
             el(
-                "button",
-                &[
-                    ("type", "button"),
-                    ("class", "danger"),
-                    ("data-action", "remove-net"),
-                    ("aria-label", "Remove this network device")
-                ],
-                "Remove"
+                "span",
+                &[("class", "field-error"), ("id", &error_id), ("data-row-field", suffix), ("role", "alert")],
+                ""
             ),
         ),
     )
 }
 
+fn remove_button(action: &str, label: &str) -> String {
+    el(
+        "button",
+        &[("type", "button"), ("class", "danger"), ("data-action", action), ("aria-label", label)],
+        "Remove",
+    )
+}
+
+/// One network device row: its name in the manifest, the bridge, an optional MAC address.
+fn net_row(n: usize) -> String {
+    el(
+        "div",
+        &[("class", "net-row"), ("data-row", "nets")],
+        &format!(
+            "{}{}{}{}",
+            row_cell(
+                "net",
+                n,
+                "Device",
+                "net-device",
+                "device",
+                &[("autocomplete", "off"), ("placeholder", "service")],
+                None
+            ),
+            row_cell(
+                "net",
+                n,
+                "Bridge",
+                "net-bridge",
+                "bridge",
+                &[("autocomplete", "off"), ("list", "bridge-list")],
+                None
+            ),
+            row_cell(
+                "net",
+                n,
+                "MAC (optional)",
+                "net-mac",
+                "mac",
+                &[("autocomplete", "off"), ("placeholder", "generated")],
+                None
+            ),
+            remove_button("remove-net", "Remove this network device"),
+        ),
+    )
+}
+
+/// The tenant's block devices as `<option>`s.
+fn block_options(names: &[String]) -> String {
+    html::options(names.iter().map(|b| (b.as_str(), b.as_str(), false)))
+}
+
+/// One block device row: its name in the manifest, the tenant's block device, a sector size.
+fn block_row(n: usize, options: &str) -> String {
+    let sectors = html::options([
+        ("", "512 (default)", true),
+        ("512", "512", false),
+        ("1024", "1024", false),
+        ("2048", "2048", false),
+        ("4096", "4096", false),
+    ]);
+    el(
+        "div",
+        &[("class", "net-row"), ("data-row", "blocks")],
+        &format!(
+            "{}{}{}{}",
+            row_cell(
+                "block",
+                n,
+                "Device",
+                "block-device",
+                "device",
+                &[("autocomplete", "off"), ("placeholder", "storage")],
+                None
+            ),
+            row_cell("block", n, "Block device", "block-name", "block_device", &[], Some(options)),
+            row_cell("block", n, "Sector size", "block-sector", "sector_size", &[], Some(&sectors)),
+            remove_button("remove-net", "Remove this block device"),
+        ),
+    )
+}
+
 /// What the API refused: the quota (with a link to the tenant's), or the request.
-fn problem_html(e: &ApiError, others: &[String], tenant: Option<Uuid>) -> String {
+pub(crate) fn problem_html(e: &ApiError, others: &[String], tenant: Option<Uuid>) -> String {
     let code = e.problem.as_ref().map(|p| p.code.as_str()).unwrap_or_default();
     let list = if others.is_empty() {
         String::new()

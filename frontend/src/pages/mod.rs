@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod block_devices;
 pub mod build;
 pub mod build_viz;
 pub mod compare;

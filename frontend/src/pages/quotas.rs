@@ -80,7 +80,7 @@ fn QuotasBody() -> impl IntoView {
         };
         leptos::task::spawn_local(async move {
             let answer = api::send::<_, Quota>("PUT", &format!("/api/v1/tenants/{id}/quota"), &body).await;
-            let others = forms::show_errors(&form, answer.as_ref().err(), "");
+            let others = forms::show_errors(&form, answer.as_ref().err());
             match answer {
                 Ok(_) => {
                     saved.set(true);
@@ -202,7 +202,10 @@ fn usage_html(u: &QuotaUsage) -> String {
                 html::text(
                     "p",
                     "muted",
-                    &format!("In use: {} unikernels, {} MiB of memory.", u.unikernels, u.memory_mib)
+                    &format!(
+                        "In use: {} unikernels, {} MiB of memory, {} MiB of block storage.",
+                        u.unikernels, u.memory_mib, u.block_mib
+                    )
                 )
             ),
         );
@@ -223,19 +226,16 @@ fn usage_html(u: &QuotaUsage) -> String {
                 "Allowed bridges",
                 el("span", &[("data-testid", "quota-bridges")], &esc(&list_or(&q.bridges, "none"))),
             ),
-            (
-                "Block storage",
-                esc(&format!("{} MiB allowed (block devices' usage is not reported yet)", q.block_mib)),
-            ),
         ],
     );
     el(
         "div",
         &[("class", "card meters"), ("data-testid", "quota-usage")],
         &format!(
-            "{}{}{facts}",
+            "{}{}{}{facts}",
             meter("quota-unikernels", "Unikernels", u.unikernels, i64::from(q.unikernels), ""),
             meter("quota-memory", "Memory", u.memory_mib, q.memory_mib, " MiB"),
+            meter("quota-block", "Block storage", u.block_mib, q.block_mib, " MiB"),
         ),
     )
 }

@@ -4,7 +4,8 @@
 //! comparison of two builds; see deployments with their console, stats and history, update,
 //! roll back and destroy one; create one with the form (the API's messages next to the fields,
 //! the quota's refusal), see quotas as bars and change one, see agents' health and create an
-//! enrollment token. Screenshots of the pages are kept in target/screenshots.
+//! enrollment token; create, upload and delete block devices and attach one in the form.
+//! Screenshots of the pages are kept in target/screenshots.
 
 use petrel_tests::TestServer;
 use petrel_tests::browser::{Browser, frontend_dist};
@@ -379,4 +380,116 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     b.goto(&format!("/deployments/new?tenant={tenant}")).await;
     b.find("#f-name").await;
     b.screenshot("deployment-form-phone").await;
+}
+
+#[tokio::test]
+async fn create_upload_and_delete_block_devices_see_their_quota_bar_and_attach_one_in_the_form() {
+    use petrel_tests::Api;
+    use serde_json::json;
+    use sha2::{Digest, Sha256};
+
+    let dist = frontend_dist();
+    let s = TestServer::start_with(move |c| c.frontend_dir = Some(dist)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("robur", None).await;
+    let limits = json!({"unikernels": 2, "memory_mib": 64, "block_mib": 64, "cpus": [], "bridges": []});
+    admin.put(&format!("/api/v1/tenants/{tenant}/quota"), limits).await.expect(200);
+    // An agent speaking the protocol from here, with 1024 MiB of block storage.
+    let (_, agent) = super::deployments::agent(&admin, "kvm-1", &[]).await;
+    let job = api.job(tenant, "db", false).await;
+    let build = Api::build(&admin, job, &[("bin/db.hvt", b"db v1")]).await;
+    let sha = build["main_binary"]["sha256"].as_str().unwrap().to_string();
+
+    let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
+    let b = Browser::start(&s.server.url, &key).await;
+    b.sign_in("admin", &s.admin_password).await;
+
+    // Nothing yet; the block storage bar at 0 of 64 MiB.
+    b.goto(&format!("/quotas?tenant={tenant}")).await;
+    let bar = b.find("[data-testid=quota-block]").await;
+    assert_eq!(b.attribute(&bar, "role").await.as_deref(), Some("meter"));
+    assert_eq!(b.attribute(&bar, "aria-valuenow").await.as_deref(), Some("0"));
+    assert_eq!(b.attribute(&bar, "aria-valuemax").await.as_deref(), Some("64"));
+
+    // Created with the form (from the navigation); the API's messages next to the fields.
+    b.click("nav a[href='/block-devices']").await;
+    b.select("select[name=block-tenant]", "robur").await;
+    let form = "form[aria-label='Create a block device']";
+    b.type_into(&format!("{form} #f-name"), "Bad Name").await;
+    b.type_into(&format!("{form} #f-size_mib"), "0").await;
+    b.click(&format!("{form} button[type=submit]")).await;
+    b.wait_for_text_in("[data-error-for=size_mib]", "between 1 and").await;
+    assert!(!b.text(&b.find("[data-error-for=name]").await).await.is_empty(), "the name's message");
+    b.type_into(&format!("{form} #f-name"), "data").await;
+    b.type_into(&format!("{form} #f-size_mib"), "16").await;
+    b.click(&format!("{form} button[type=submit]")).await;
+    b.wait_for_text_in("[data-testid=block-device-row]", "data").await;
+    b.wait_for_text_in("[data-testid=block-device-row]", "16 MiB").await;
+    assert_eq!(b.text(&b.find("[data-error-for=name]").await).await, "", "the name is fine now");
+    let row = b.find("[data-testid=block-device-row] [data-testid=block-name]").await;
+    assert_eq!(b.text(&row).await, "data");
+    let created = admin.get(&format!("/api/v1/tenants/{tenant}/block-devices")).await.expect(200);
+    let id = created.body["items"][0]["id"].as_str().unwrap().to_string();
+    let download = b.find("[data-testid=block-device-row] a[download]").await;
+    assert_eq!(
+        b.attribute(&download, "href").await.as_deref(),
+        Some(format!("/api/v1/block-devices/{id}/content").as_str())
+    );
+
+    // Over the quota (64 MiB, 16 in use): the quota's message, and the size's.
+    b.type_into(&format!("{form} #f-name"), "big").await;
+    b.type_into(&format!("{form} #f-size_mib"), "100").await;
+    b.click(&format!("{form} button[type=submit]")).await;
+    b.wait_for_text_in("[data-testid=quota-exceeded]", "quota").await;
+    b.wait_for_text_in("[data-error-for=size_mib]", "64 MiB allowed, 16 MiB in use").await;
+    assert_eq!(b.find_all("[data-testid=block-device-row]").await.len(), 1);
+
+    // Uploading a file: hashed in the browser, sent with its SHA-256; pending until the agent
+    // wrote it, and the agent gets exactly its bytes.
+    let content = b"hello from the browser\n";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("disk.img");
+    std::fs::write(&file, content).unwrap();
+    b.type_into("[data-testid=block-device-row] input[type=file]", file.to_str().unwrap()).await;
+    b.find("[data-testid=upload-pending]").await;
+    let fetched = agent
+        .request(reqwest::Method::GET, &format!("/api/v1/agent/block-devices/{id}/content"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.headers()["x-petrel-sha256"], hex::encode(Sha256::digest(content)));
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), content);
+    b.screenshot("block-devices").await;
+
+    // The quota's bar counts it.
+    b.goto(&format!("/quotas?tenant={tenant}")).await;
+    b.wait_for_attribute("[data-testid=quota-block]", "aria-valuenow", "16").await;
+    b.wait_for_text_in("[data-testid=quota-usage]", "16 MiB of 64 MiB").await;
+
+    // The deployment form: a block device row backed by it; the API's message (the upload is
+    // not written yet) in the row.
+    b.goto(&format!("/deployments/new?tenant={tenant}")).await;
+    b.find("form[aria-label='Create a deployment']").await;
+    b.wait_for_text_in("#blocks-available", "data").await;
+    b.type_into("#f-image_sha256", &sha).await;
+    b.type_into("#f-name", "db").await;
+    b.click("[data-action=add-block]").await;
+    b.type_into("input[name=block-device]", "storage").await;
+    b.select("select[name=block-name]", "data").await;
+    b.select("select[name=block-sector]", "4096").await;
+    b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
+    b.wait_for_text_in("[data-row=blocks] [data-row-field=block_device]", "upload").await;
+    let field = b.find("select[name=block-name]").await;
+    assert_eq!(b.attribute(&field, "aria-invalid").await.as_deref(), Some("true"));
+
+    // Deleted: gone from the list and from the quota's usage.
+    b.goto(&format!("/block-devices?tenant={tenant}")).await;
+    b.find("[data-testid=block-device-row]").await;
+    b.click("[data-testid=block-device-row] button[data-delete]").await;
+    b.wait_for_text("Nothing here yet").await;
+    assert!(b.find_all("[data-testid=block-device-row]").await.is_empty());
+    admin.get(&format!("/api/v1/block-devices/{id}")).await.expect_problem(404, "not-found");
+    b.goto(&format!("/quotas?tenant={tenant}")).await;
+    b.wait_for_attribute("[data-testid=quota-block]", "aria-valuenow", "0").await;
 }
