@@ -59,6 +59,12 @@ pub async fn collect_garbage(db: &PgPool, store: &BlobStore, grace: Duration) ->
 
 async fn pass(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcReport, GcError> {
     let mut report = GcReport { ran: true, ..Default::default() };
+    // Staging files of uploads whose connection died long ago (a live one writes as it goes).
+    let staging = store.staging.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::store::remove_abandoned(&staging, Duration::from_secs(3600))
+    })
+    .await;
     let expired = sqlx::query(
         "WITH gone AS (UPDATE uploads SET state = 'aborted' WHERE state = 'open' AND expires_at < now() RETURNING id)
          DELETE FROM upload_artifacts WHERE upload_id IN (SELECT id FROM gone)",

@@ -48,6 +48,29 @@ const PART_SIZE: usize = 8 * 1024 * 1024;
 /// a download at a few hundred MB/s. A multiple of [`DIRECT_ALIGN`].
 const READ_CHUNK: usize = 1024 * 1024;
 
+/// A staging file nobody wrote to for this long belongs to an upload whose process died.
+pub const STAGING_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes staging files (`*.part`) untouched for `idle`: what a killed process left behind.
+/// Files still being written are younger (a replica sharing the directory keeps its own).
+pub fn remove_abandoned(staging: &Path, idle: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(staging) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let abandoned = entry.file_name().to_string_lossy().ends_with(".part")
+            && entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > idle);
+        if abandoned && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 impl BlobStore {
     /// `location` is a directory (local store) or `s3://bucket[/prefix]` (credentials and
     /// endpoint from the standard `AWS_*` environment variables).
@@ -57,6 +80,7 @@ impl BlobStore {
             move |source| StoreError::Io { path, source }
         };
         std::fs::create_dir_all(staging).map_err(io(staging))?;
+        remove_abandoned(staging, STAGING_IDLE);
         let mut local = None;
         let (inner, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = location.strip_prefix("s3://") {

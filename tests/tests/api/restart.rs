@@ -15,6 +15,14 @@ struct Running {
     fingerprint: String,
 }
 
+impl Drop for Running {
+    /// A failing test does not leave its server running (a stopped one is left alone).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(data_dir: &Path) -> Running {
     let mut child = Command::new(workspace_binary("petrel-api"))
         .arg("--data-dir")
@@ -127,4 +135,76 @@ async fn with_database_url_the_external_server_is_used_and_no_cluster_is_created
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&db.pool).await.unwrap();
     assert_eq!(users, 1, "the administrator lives in the external database");
     signal(&mut child, libc::SIGTERM);
+}
+
+/// Sets a file's modification time `age` into the past.
+fn age_file(path: &Path, age: Duration) {
+    let then = std::time::SystemTime::now() - age;
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(then).unwrap();
+}
+
+#[tokio::test]
+async fn an_api_killed_mid_upload_shows_no_partial_artifact_and_the_upload_completes_after() {
+    let dir = tempfile::Builder::new().prefix("petrel-killed-upload-").tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let ca = || std::fs::read(data.join("tls/ca.pem")).unwrap();
+    let mut api = start(&data);
+    let mut admin = Client::new(&api.url, &ca());
+    admin.login("admin", "restart-test-password").await.unwrap();
+    let api_steps = Api { admin: &admin };
+    let tenant = api_steps.tenant("uploads", None).await;
+    let job = api_steps.job(tenant, "big", false).await;
+    let upload = Api::open_upload(&admin, job).await;
+
+    // 64 MiB announced, 8 MiB sent, then the API dies with the body half received.
+    let body: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let request = admin
+        .request(reqwest::Method::PUT, &format!("/api/v1/uploads/{upload}/artifacts/bin/big.hvt"))
+        .header("x-petrel-sha256", &sha)
+        .header("content-length", body.len().to_string())
+        .body(reqwest::Body::wrap_stream(stream));
+    let sending = tokio::spawn(request.send());
+    for chunk in body[..8 << 20].chunks(1 << 20) {
+        tx.send(Ok(chunk.to_vec())).await.unwrap();
+    }
+    let staging = data.join("staging");
+    let parts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&staging)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".part"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !parts().iter().any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0)) {
+        assert!(Instant::now() < deadline, "the upload never reached staging");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&mut api.child, libc::SIGKILL);
+    assert!(sending.await.unwrap().is_err(), "the request died with the API");
+    drop(tx);
+    let left = parts();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // As if it had been abandoned for a while: the next start removes it.
+    age_file(&left[0], Duration::from_secs(120));
+
+    let mut api = start(&data);
+    assert!(parts().is_empty(), "an abandoned staging file survived the restart: {:?}", parts());
+    let mut admin = Client::new(&api.url, &ca());
+    admin.login("admin", "restart-test-password").await.unwrap();
+    // Nothing of the half upload is visible; the upload is still open and completes.
+    let open = admin.get(&format!("/api/v1/uploads/{upload}")).await.expect(200);
+    assert_eq!(open.body["state"], "open", "{}", open.text);
+    assert_eq!(open.body["artifacts"], serde_json::json!([]), "{}", open.text);
+    admin.get(&format!("/api/v1/hash/{sha}")).await.expect_problem(404, "not-found");
+    let stored = admin.put_artifact(upload, "bin/big.hvt", &body).await.expect(201);
+    assert_eq!(stored.body["sha256"], sha.as_str());
+    let build =
+        admin.post(&format!("/api/v1/uploads/{upload}/finalize"), serde_json::json!({})).await.expect(201);
+    assert_eq!(build.body["main_binary"]["sha256"], sha.as_str());
+    signal(&mut api.child, libc::SIGTERM);
 }
