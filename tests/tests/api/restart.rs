@@ -208,3 +208,83 @@ async fn an_api_killed_mid_upload_shows_no_partial_artifact_and_the_upload_compl
     assert_eq!(build.body["main_binary"]["sha256"], sha.as_str());
     signal(&mut api.child, libc::SIGTERM);
 }
+
+#[tokio::test]
+async fn postgres_restarted_under_load_answers_503_never_500_and_loses_nothing() {
+    use petrel_api::db::embedded::{Durability, EmbeddedPostgres};
+    let dir = tempfile::Builder::new().prefix("petrel-pg-restart-").tempdir_in("/tmp").unwrap();
+    let data = dir.path().join("data");
+    let mut api = start(&data);
+    let mut admin = Client::new(&api.url, &std::fs::read(data.join("tls/ca.pem")).unwrap());
+    admin.login("admin", "restart-test-password").await.unwrap();
+
+    // Load: tenants created one after another, each answer recorded.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (admin, stop) = (admin.clone(), stop.clone());
+        async move {
+            let mut answers = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let name = format!("load-{i}");
+                let r = admin.post("/api/v1/tenants", serde_json::json!({"name": name})).await;
+                answers.push((name, r.status, r.content_type, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The API's own cluster, stopped (fast: open transactions roll back) and started again.
+    let pg = EmbeddedPostgres::start(&data.join("postgres"), Durability::Durable).await.unwrap();
+    pg.stop().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarted = Instant::now();
+    EmbeddedPostgres::start(&data.join("postgres"), Durability::Durable).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "the API did not recover from the database restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = load.await.unwrap();
+
+    let unexpected: Vec<_> = answers.iter().filter(|a| a.1 != 201 && a.1 != 503).collect();
+    assert!(unexpected.is_empty(), "only 201 or 503 while the database restarts: {unexpected:?}");
+    assert!(answers.iter().any(|a| a.1 == 503), "the load never met the outage: {answers:?}");
+    assert!(
+        answers.iter().filter(|a| a.1 == 503).all(|a| a.2 == "application/problem+json"),
+        "503s are problems"
+    );
+    assert!(answers.iter().any(|a| a.1 == 201 && a.3 > restarted), "nothing was created after the restart");
+    // Every 201 is there; nothing appeared that was not asked for.
+    let mut existing = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = match &cursor {
+            Some(c) => admin.get(&format!("/api/v1/tenants?limit=200&cursor={c}")).await,
+            None => admin.get("/api/v1/tenants?limit=200").await,
+        }
+        .expect(200);
+        for t in page.body["items"].as_array().unwrap() {
+            existing.insert(t["name"].as_str().unwrap().to_string());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    for (name, status, ..) in &answers {
+        if *status == 201 {
+            assert!(existing.contains(name), "{name} was created (201) but is gone");
+        }
+    }
+    let asked: std::collections::BTreeSet<&str> = answers.iter().map(|a| a.0.as_str()).collect();
+    for name in existing.iter().filter(|n| n.starts_with("load-")) {
+        assert!(asked.contains(name.as_str()), "{name} appeared from nowhere");
+    }
+    signal(&mut api.child, libc::SIGTERM);
+}
