@@ -24,9 +24,20 @@ impl WorkerProcess {
         let dir = tempfile::Builder::new().prefix("petrel-worker-").tempdir().unwrap();
         std::fs::write(dir.path().join("credential"), credential).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &s.ca_pem).unwrap();
+        let child = Self::spawn(s, &dir, extra);
+        WorkerProcess { child, dir }
+    }
+
+    /// Kills the worker and starts it again on the same work directory.
+    fn restart(&mut self, s: &TestServer) {
+        self.kill();
+        self.child = Self::spawn(s, &self.dir, &[]);
+    }
+
+    fn spawn(s: &TestServer, dir: &tempfile::TempDir, extra: &[&str]) -> Child {
         // Each worker's builds run under uids of their own, apart from other tests' workers.
         let uid_base = 200_000 + (std::process::id() % 1000) * 100 + (rand_u32() % 90);
-        let child = Command::new(workspace_binary("petrel-worker"))
+        Command::new(workspace_binary("petrel-worker"))
             .arg("run")
             .args(["--api", &s.server.url, "--platform", PLATFORM])
             .arg("--ca")
@@ -40,8 +51,7 @@ impl WorkerProcess {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .spawn()
-            .expect("start petrel-worker");
-        WorkerProcess { child, dir }
+            .expect("start petrel-worker")
     }
 
     fn kill(&mut self) {
@@ -398,4 +408,46 @@ async fn recipes_that_misbehave_fail_cleanly_and_the_worker_goes_on() {
     let ok = api.recipe_job(tenant, "fine", json!({"script": "echo fine"}), json!({})).await;
     let id = run_now(&admin, ok).await;
     assert_eq!(finished(&admin, id, Duration::from_secs(60)).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_upload_comes_back_and_the_build_succeeds_once_and_whole() {
+    let s = TestServer::start_with(|c| c.worker_lease = Duration::from_secs(3)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    // Large enough that its upload takes a while on loopback.
+    let size = 400_000_000u64;
+    let recipe = json!({"script": format!("mkdir -p \"$PETREL_OUTPUT/bin\"\nhead -c {size} /dev/zero > \"$PETREL_OUTPUT/bin/big\"")});
+    let job = api.recipe_job(tenant, "big", recipe, json!({})).await;
+    let (_, _, credential) = api.worker("w", None).await;
+    let mut worker = WorkerProcess::start(&s, &credential, &[]);
+    let id = run_now(&admin, job).await;
+    let staging = s.data_dir.path().join("staging");
+    let uploading = || {
+        std::fs::read_dir(&staging)
+            .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !uploading() {
+        assert!(std::time::Instant::now() < deadline, "the result's upload never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.kill();
+    // Back on the same work directory: what it kept is sent again (or the build runs again).
+    worker.restart(&s);
+    let done = finished(&admin, id, Duration::from_secs(180)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["main_binary"]["size"], size, "{done}");
+    let builds = admin.get(&format!("/api/v1/builds?job_id={job}")).await.expect(200).body;
+    let items = builds["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "one build, not two: {builds}");
+    let running = admin.get(&format!("/api/v1/builds?job_id={job}&status=running")).await.expect(200).body;
+    assert_eq!(running["items"], json!([]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while worker.kept_results() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the accepted result is still kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
