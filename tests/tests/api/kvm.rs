@@ -4,7 +4,8 @@
 //! restarts a failing unikernel and destroy stops the loop; an agent killed outright takes its
 //! tenders with it and, restarted, brings its deployments back; an update to a newer build runs
 //! the new image and a rollback the old one; a block device is uploaded, read and written by a
-//! guest, survives the agent's death and is downloaded.
+//! guest, survives the agent's death and is downloaded; a network partition between agent and
+//! API leaves the unikernel running, shows it `unknown`, and heals without a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,13 +53,13 @@ impl AgentProcess {
             .await
             .unwrap();
         assert!(enrolled.status.success(), "enroll failed: {}", String::from_utf8_lossy(&enrolled.stderr));
-        let child = Self::spawn(s, &state, &ca);
+        let child = Self::spawn(&s.server.url, &state, &ca);
         AgentProcess { child, state, ca }
     }
 
-    fn spawn(s: &TestServer, state: &Path, ca: &Path) -> Child {
+    fn spawn(api: &str, state: &Path, ca: &Path) -> Child {
         Command::new(workspace_binary("petrel-agent"))
-            .args(["run", "--api", &s.server.url])
+            .args(["run", "--api", api])
             .arg("--ca")
             .arg(ca)
             .arg("--state-dir")
@@ -78,8 +79,13 @@ impl AgentProcess {
     }
 
     fn restart(&mut self, s: &TestServer) {
+        self.restart_via(&s.server.url);
+    }
+
+    /// Restarts it talking to the API at `api` (a relay, say).
+    fn restart_via(&mut self, api: &str) {
         self.kill();
-        self.child = Self::spawn(s, &self.state, &self.ca);
+        self.child = Self::spawn(api, &self.state, &self.ca);
     }
 }
 
@@ -496,4 +502,47 @@ async fn manifests_are_checked_at_create_and_update_and_updates_need_the_same_de
     let newer = Api::build(&admin, job, &[("bin/svc.hvt", &plain)]).await;
     let shown = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
     assert_eq!(shown["update_available"]["build_id"], newer["id"], "{shown}");
+}
+
+#[tokio::test]
+async fn a_network_partition_leaves_the_unikernel_running_shows_it_unknown_and_heals() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tenant, mut agent, guests) = setup(&s, &admin, dir.path()).await;
+    // From now on the agent reaches the API through a relay the test can cut.
+    let partition = petrel_tests::Partition::start(s.server.addr).await;
+    agent.restart_via(&format!("https://127.0.0.1:{}", partition.port));
+    let sha = upload_guest(&admin, tenant, &guests, "bench").await;
+    let id = deploy(&admin, tenant, "idle", &sha, &["idle"], json!({"kind": "on_failure"})).await;
+    until(&admin, id, "running and idle", |d, console| d["state"] == "running" && console.contains("IDLE"))
+        .await;
+    let tender = |d: &Path| -> Vec<u32> {
+        let marker = format!("{}", d.display());
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+                (cmdline.contains(&marker) && cmdline.contains("idle")).then_some(pid)
+            })
+            .collect()
+    };
+    let images = dir.path().join("agent/images").join(&sha);
+    let before = tender(&images);
+    assert_eq!(before.len(), 1, "one tender: {before:?}");
+
+    partition.cut();
+    // Without heartbeats the API stops vouching for it: unknown, not running.
+    let d = until(&admin, id, "unknown", |d, _| d["state"] == "unknown").await;
+    assert_eq!(d["restarts"], 0);
+    assert_eq!(tender(&images), before, "the unikernel keeps running through the partition");
+    partition.restore();
+    let d = until(&admin, id, "running again", |d, _| d["state"] == "running").await;
+    assert_eq!(d["restarts"], 0, "a partition is not the unikernel's failure");
+    assert_eq!(tender(&images), before, "the same tender, never restarted");
+    let states = event_states(&admin, id).await;
+    assert_eq!(states.iter().filter(|s| *s == "running").count(), 1, "{states:?}");
 }
