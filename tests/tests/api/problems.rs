@@ -148,3 +148,92 @@ async fn database_failures_are_generic_500s_that_leak_nothing_and_write_nothing(
         .unwrap();
     assert_eq!(doomed, 0, "a failed change leaves no half-written row");
 }
+
+#[tokio::test]
+async fn upload_abuse_is_refused_with_a_named_problem_and_writes_nothing_outside_the_store() {
+    let s = TestServer::start_with(|c| {
+        c.max_artifact_bytes = 1 << 20;
+        c.max_json_bytes = 1 << 20;
+    })
+    .await;
+    let admin = s.admin().await;
+    let api = petrel_tests::Api { admin: &admin };
+    let tenant = api.tenant("abuse", None).await;
+    let job = api.job(tenant, "abuse", false).await;
+    let upload = petrel_tests::Api::open_upload(&admin, job).await;
+
+    // Paths that try to leave the build: refused, naming the path. Dot segments go encoded
+    // inside one segment (a client resolves `..` and `%2E%2E` segments before sending).
+    for path in [
+        "%2E%2E%2F%2E%2E%2Fescape",
+        "a%2F%2E%2E%2F%2E%2E%2Fescape",
+        "%2Fescape",
+        "x%00y",
+        "a//escape",
+        "a%5Cescape",
+    ] {
+        let r = admin.put_artifact(upload, path, b"payload").await;
+        assert!(r.status == 400 || r.status == 404, "{path}: {} {}", r.status, r.text);
+        assert_eq!(r.content_type, "application/problem+json", "{path}");
+        if r.status == 400 {
+            assert_eq!(r.body["errors"][0]["field"], "path", "{path}: {}", r.text);
+        }
+    }
+    // A wrong hash.
+    let wrong = admin
+        .request(Method::PUT, &format!("/api/v1/uploads/{upload}/artifacts/bin/a"))
+        .header("x-petrel-sha256", "0".repeat(64))
+        .body(b"payload".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let wrong = petrel_tests::Client::read(wrong).await.expect_problem(400, "validation-failed");
+    assert_eq!(wrong.body["errors"][0]["field"], "x-petrel-sha256");
+    // An endless body (streamed, no length): cut off at the limit.
+    let endless = futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![7u8; 256 * 1024])));
+    let r = admin
+        .request(Method::PUT, &format!("/api/v1/uploads/{upload}/artifacts/bin/endless"))
+        .header("x-petrel-sha256", "0".repeat(64))
+        .body(reqwest::Body::wrap_stream(endless))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        petrel_tests::Client::read(r).await.expect_problem(413, "payload-too-large");
+    }
+    // A compressed console that would inflate to 256 MiB.
+    let text = "a".repeat(256 << 20);
+    let json = format!("{{\"lines\": [{{\"at_ms\": 0, \"text\": \"{text}\"}}]}}");
+    drop(text);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, json.as_bytes()).unwrap();
+    drop(json);
+    let bomb = encoder.finish().unwrap();
+    assert!(bomb.len() < 2 << 20, "the bomb is small: {}", bomb.len());
+    let r = admin
+        .request(Method::POST, &format!("/api/v1/uploads/{upload}/console"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    let r = petrel_tests::Client::read(r).await;
+    assert!(r.status == 413 || r.status == 400 || r.status == 415, "{} {}", r.status, r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+
+    // Nothing was kept: no artifact, no staging file, no file named `escape` anywhere.
+    let open = admin.get(&format!("/api/v1/uploads/{upload}")).await.expect(200);
+    assert_eq!(open.body["artifacts"], serde_json::json!([]), "{}", open.text);
+    let mut stack = vec![s.data_dir.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            assert!(!path.to_string_lossy().contains("escape"), "{} was written", path.display());
+            assert!(!path.to_string_lossy().ends_with(".part"), "{} was left behind", path.display());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !path.ends_with("postgres") {
+                stack.push(path);
+            }
+        }
+    }
+    admin.get("/readyz").await.expect(200);
+}
