@@ -140,7 +140,9 @@ pub async fn start(config: Config, db: PgPool) -> Result<Server, StartError> {
             .wrap(crate::otel::RequestTelemetry)
     };
     let addr = config.listen;
-    let server = HttpServer::new(factory).shutdown_timeout(10).disable_signals();
+    // TCP_NODELAY: streamed answers (console events, chunked downloads) go out in small writes;
+    // with Nagle's algorithm each waited on the client's delayed ACK (~40 ms).
+    let server = HttpServer::new(factory).shutdown_timeout(10).disable_signals().tcp_nodelay(true);
     let server = match identity {
         Some(identity) => server.bind_rustls_0_23(addr, identity.config),
         None => server.bind(addr),
