@@ -73,3 +73,8 @@ ensure_npm_tool() {
 ensure_rust_target() {
     rustup target list --installed 2>/dev/null | grep -qx "$1" || rustup target add "$1"
 }
+
+# ensure_rust_component NAME (e.g. rust-src)
+ensure_rust_component() {
+    rustup component list --installed 2>/dev/null | grep -qx "$1" || rustup component add "$1"
+}
