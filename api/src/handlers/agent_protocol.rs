@@ -392,12 +392,7 @@ pub async fn export_block(
 ) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
     let header = super::uploads::SHA256_HEADER;
-    let expected = req
-        .headers()
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::field(header, "is required: the hex SHA-256 of the body"))
-        .and_then(|v| super::builds::parse_sha256(header, v))?;
+    let expected = super::uploads::declared_sha256(&req)?;
     let size_mib = {
         let mut conn = state.db.acquire().await?;
         kept_block(&mut conn, &agent, id).await?

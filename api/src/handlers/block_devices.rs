@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use petrel_wire::Page;
@@ -270,21 +269,6 @@ pub async fn delete_block_device(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The `X-Petrel-Sha256` header, required and checked.
-fn declared_sha256(req: &HttpRequest) -> Result<Vec<u8>, ApiError> {
-    let header = super::uploads::SHA256_HEADER;
-    req.headers()
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::field(header, "is required: the hex SHA-256 of the body"))
-        .and_then(|v| super::builds::parse_sha256(header, v))
-}
-
-/// The `Content-Length` header, when sent.
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
-}
-
 /// Replace a block device's contents (operators): the body (at most its size; the rest is
 /// zeroed) is stored, then written into the device by its agent; `upload_pending` is true
 /// until then. Send its SHA-256 (hex) in `X-Petrel-Sha256`. Refused while the device backs a
@@ -312,7 +296,7 @@ pub async fn upload_block_device(
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, device) = block_for(&state, &caller, path.into_inner(), Role::Operator).await?;
-    let expected = declared_sha256(&req)?;
+    let expected = super::uploads::declared_sha256(&req)?;
     let capacity = device.size_mib as u64 * MIB;
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
@@ -320,7 +304,7 @@ pub async fn upload_block_device(
             device.size_mib
         ))
     };
-    if declared_length(&req).is_some_and(|n| n > capacity) {
+    if super::uploads::declared_length(&req).is_some_and(|n| n > capacity) {
         return Err(too_large());
     }
     let Some(agent_id) = device.agent_id else {
@@ -336,7 +320,7 @@ pub async fn upload_block_device(
         }
     }
     let (staged, sha, written) = super::uploads::receive(&state, &mut body, capacity, too_large).await?;
-    if declared_length(&req).is_some_and(|n| n != written) {
+    if super::uploads::declared_length(&req).is_some_and(|n| n != written) {
         return Err(ApiError::field("content-length", "the body is shorter than declared"));
     }
     if expected[..] != sha[..] {

@@ -288,17 +288,8 @@ pub async fn put_artifact(
     let started = std::time::Instant::now();
     let (upload_id, file) = path.into_inner();
     validate::artifact_path(&file).map_err(|m| ApiError::field("path", m))?;
-    let expected = req
-        .headers()
-        .get(SHA256_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::field(SHA256_HEADER, "is required: the hex SHA-256 of the body"))
-        .and_then(|v| super::builds::parse_sha256(SHA256_HEADER, v))?;
-    let declared_size = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let expected = declared_sha256(&req)?;
+    let declared_size = declared_length(&req);
     let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     require_open(&upload)?;
     let limits = &state.config;
@@ -345,6 +336,20 @@ pub async fn put_artifact(
         size: written as i64,
         available: true,
     }))
+}
+
+/// The `X-Petrel-Sha256` header of a raw upload: required, 64 hex digits.
+pub(crate) fn declared_sha256(req: &HttpRequest) -> Result<Vec<u8>, ApiError> {
+    req.headers()
+        .get(SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::field(SHA256_HEADER, "is required: the hex SHA-256 of the body"))
+        .and_then(|v| super::builds::parse_sha256(SHA256_HEADER, v))
+}
+
+/// The `Content-Length` header, when sent.
+pub(crate) fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
 /// Streams a request body into a staging file (removed when the result is dropped), hashing
