@@ -210,7 +210,8 @@ async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
     let id = deploy(&admin, tenant, "idle", &sha, &["idle"], json!({"kind": "on_failure"})).await;
     until(&admin, id, "running and idle", |d, console| d["state"] == "running" && console.contains("IDLE"))
         .await;
-    let image_marker = format!("images/{sha}");
+    // This test's own agent's image (another test may run the same guest meanwhile).
+    let image_marker = dir.path().join("agent/images").join(&sha).display().to_string();
     let tenders = || -> Vec<u32> {
         std::fs::read_dir("/proc")
             .unwrap()
