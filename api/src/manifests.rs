@@ -24,13 +24,7 @@ impl Devices {
         nets: impl Iterator<Item = &'a str>,
         blocks: impl Iterator<Item = &'a str>,
     ) -> Devices {
-        let sorted = |names: &mut dyn Iterator<Item = &'a str>| {
-            let mut v: Vec<String> = names.map(str::to_owned).collect();
-            v.sort();
-            v
-        };
-        let (mut nets, mut blocks) = (nets, blocks);
-        Devices { nets: sorted(&mut nets), blocks: sorted(&mut blocks) }
+        Devices { nets: sorted(nets), blocks: sorted(blocks) }
     }
 
     /// Field errors naming what differs from `requested`, as albatross words it.
@@ -61,6 +55,13 @@ impl Devices {
     }
 }
 
+/// Device names in the order the comparisons use.
+fn sorted<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<String> = names.map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
 /// The image's devices, read from its blob the first time. None when it is not a solo5 hvt
 /// image (or too large to be one): only the agent can say more then.
 pub async fn devices(state: &AppState, sha256: &[u8]) -> Result<Option<Devices>, ApiError> {
@@ -81,12 +82,7 @@ pub async fn devices(state: &AppState, sha256: &[u8]) -> Result<Option<Devices>,
         state.store.read_all(sha256, size as usize).await.map_err(|e| ApiError::internal(e.to_string()))?;
     let devices = tokio::task::spawn_blocking(move || {
         let info = petrel_hypervisor::inspect(&bytes).ok()?;
-        let names = |kind| {
-            let mut v: Vec<String> =
-                info.devices.iter().filter(|d| d.kind == kind).map(|d| d.name.clone()).collect();
-            v.sort();
-            v
-        };
+        let names = |kind| sorted(info.devices.iter().filter(|d| d.kind == kind).map(|d| d.name.as_str()));
         Some(Devices { nets: names(DeviceType::Net), blocks: names(DeviceType::Block) })
     })
     .await

@@ -245,7 +245,8 @@ async fn follow_assignments(
                 reconciler.apply(&assignments.deployments).instrument(pass.clone()).await;
                 let in_use = reconciler.blocks_in_use();
                 blocks.sync(client, &assignments.block_devices, &in_use).instrument(pass).await;
-                blocks.prune(&assignments.block_devices, &reconciler.blocks_in_use());
+                // Uploads and copies start and stop no unikernel: the same devices are in use.
+                blocks.prune(&assignments.block_devices, &in_use);
                 block_devices = assignments.block_devices;
                 generation = assignments.generation;
                 retry = Duration::from_secs(1);
