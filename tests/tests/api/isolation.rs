@@ -1,8 +1,11 @@
 //! Tenant isolation: another tenant's ids never resolve, are never listed, and errors say
-//! nothing about them. Sub-tenants see nothing of their parent or siblings.
+//! nothing about them. Sub-tenants see nothing of their parent or siblings. The role matrix
+//! (roles.rs) checks this for every operation of the OpenAPI document; these are the cases it
+//! does not reach (the same names and binaries in two tenants, builder-web's URLs).
 
 use petrel_tests::{Api, TestServer};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 #[tokio::test]
 async fn another_tenants_objects_answer_404_like_objects_that_do_not_exist() {
@@ -114,4 +117,46 @@ async fn a_tenant_keeps_an_owner() {
         .post(&format!("/api/v1/tenants/{t}/members"), json!({"username": "ghost", "role": "viewer"}))
         .await
         .expect_problem(400, "validation-failed");
+}
+
+#[tokio::test]
+async fn the_same_binary_and_job_name_in_two_tenants_resolve_to_each_callers_own_build() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let mine = api.tenant("mine", None).await;
+    let theirs = api.tenant("theirs", None).await;
+    let (_, me) = api.user("me").await;
+    let (_, them) = api.user("them").await;
+    api.member(mine, "me", "viewer").await;
+    api.member(theirs, "them", "viewer").await;
+    let binary = std::fs::read("/usr/bin/true").unwrap();
+    let sha = hex::encode(Sha256::digest(&binary));
+    let mut builds = Vec::new();
+    // `theirs` builds last: the newest build with the hash is one `me` may not see.
+    for tenant in [mine, theirs] {
+        let job = api.job(tenant, "shared", false).await;
+        let build = Api::build(&admin, job, &[("bin/a.hvt", &binary)]).await;
+        builds.push(build["id"].as_str().unwrap().to_string());
+    }
+    for (client, own, other) in [(&me, &builds[0], &builds[1]), (&them, &builds[1], &builds[0])] {
+        let r = client.get(&format!("/api/v1/hash/{sha}")).await.expect(200);
+        assert_eq!(r.body["build"]["id"], own.as_str(), "{}", r.text);
+        assert!(!r.text.contains(other.as_str()), "{}", r.text);
+        // builder-web's URLs: the bare job name is not ambiguous, the other job being invisible.
+        for path in [format!("/hash?sha256={sha}"), "/job/shared/build/latest".to_string()] {
+            let r = client.get(&path).await.expect(307);
+            let location = r.headers["location"].to_str().unwrap();
+            assert!(location.ends_with(&format!("/build/{own}")), "{path}: {location}");
+        }
+    }
+    // Nobody else learns that the hash exists.
+    let anon = admin.anonymous();
+    let unknown = hex::encode([7u8; 32]);
+    for template in ["/api/v1/hash/{}", "/hash?sha256={}"] {
+        let known = anon.get(&template.replace("{}", &sha)).await.expect_problem(404, "not-found");
+        let missing = anon.get(&template.replace("{}", &unknown)).await.expect_problem(404, "not-found");
+        assert_eq!(known.text, missing.text, "{template}");
+        assert!(known.headers.get("location").is_none());
+    }
 }
