@@ -71,13 +71,17 @@ impl Drop for ApiProcess {
     }
 }
 
-/// Sends `request` and kills the API while the request's transaction waits for its audit row,
-/// all its other writes done; returns once that transaction is gone from the database.
-async fn kill_inside_transaction(db: &PgPool, api: &mut ApiProcess, request: reqwest::RequestBuilder) {
+/// Holds the audit table so that writes wait at their audit row: SHARE conflicts with the ROW
+/// EXCLUSIVE an INSERT takes, while reads go on.
+async fn hold_audit(db: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut lock = db.begin().await.unwrap();
-    // SHARE conflicts with the ROW EXCLUSIVE an INSERT takes: reads go on, the audit row waits.
     sqlx::query("LOCK TABLE audit_log IN SHARE MODE").execute(&mut *lock).await.unwrap();
-    let sent = tokio::spawn(request.send());
+    lock
+}
+
+/// The backend of the API's transaction once it waits for its audit row (while `sent` is still
+/// pending), after checking that it wrote before.
+async fn waiting_at_audit<T: std::fmt::Debug>(db: &PgPool, sent: &tokio::task::JoinHandle<T>) -> i32 {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (pid, wrote) = loop {
         let waiting: Option<(i32, bool)> = sqlx::query_as(
@@ -91,11 +95,20 @@ async fn kill_inside_transaction(db: &PgPool, api: &mut ApiProcess, request: req
         if let Some(found) = waiting {
             break found;
         }
-        assert!(!sent.is_finished(), "the request ended without waiting for the lock: {:?}", sent.await);
+        assert!(!sent.is_finished(), "the request ended without waiting for the lock");
         assert!(Instant::now() < deadline, "the API's transaction never reached its audit row");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(wrote, "the transaction has written before its audit row (it holds a transaction id)");
+    pid
+}
+
+/// Sends `request` and kills the API while the request's transaction waits for its audit row,
+/// all its other writes done; returns once that transaction is gone from the database.
+async fn kill_inside_transaction(db: &PgPool, api: &mut ApiProcess, request: reqwest::RequestBuilder) {
+    let lock = hold_audit(db).await;
+    let sent = tokio::spawn(request.send());
+    let pid = waiting_at_audit(db, &sent).await;
     api.kill();
     assert!(sent.await.unwrap().is_err(), "the request died with the API");
     lock.rollback().await.unwrap();
@@ -329,4 +342,62 @@ async fn the_invariants_catch_a_stray_blob_a_partial_artifact_and_a_build_stuck_
     fails("builds running without a live lease").await;
     set("queued").await;
     assert_invariants(&s.db.pool, &admin, data).await;
+}
+
+/// The other side: the database ends the API's connection inside a transaction (as a fast
+/// shutdown or restart does, SQLSTATE 57P01). The request answers 503, a problem to retry,
+/// not 500; nothing of it is kept and the retry succeeds.
+#[tokio::test]
+async fn a_database_connection_ended_inside_a_transaction_answers_503_and_keeps_nothing() {
+    let s = petrel_tests::TestServer::start().await;
+    let admin = s.admin().await;
+    let lock = hold_audit(&s.db.pool).await;
+    let sent = tokio::spawn({
+        let admin = admin.clone();
+        async move { admin.post("/api/v1/tenants", json!({"name": "doomed"})).await }
+    });
+    let pid = waiting_at_audit(&s.db.pool, &sent).await;
+    let ended: bool =
+        sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid).fetch_one(&s.db.pool).await.unwrap();
+    assert!(ended);
+    lock.rollback().await.unwrap();
+    sent.await.unwrap().expect_problem(503, "unavailable");
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE name = 'doomed'")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    Api { admin: &admin }.tenant("doomed", None).await;
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
+}
+
+/// A clean-up pass deletes an unreferenced blob's row inside a transaction, then its object,
+/// then commits: killed between the last two it leaves the row, still marked stored, without
+/// the object (made here by removing the object, as the pass had). An upload of the same
+/// content then must store it again, not trust the row.
+#[tokio::test]
+async fn a_clean_up_killed_before_its_commit_leaves_no_artifact_without_its_file() {
+    let s = petrel_tests::TestServer::start().await;
+    let admin = s.admin().await;
+    let steps = Api { admin: &admin };
+    let tenant = steps.tenant("t", None).await;
+    let job = steps.job(tenant, "j", false).await;
+    let bytes = b"content uploaded, abandoned, and uploaded again";
+    let abandoned = Api::open_upload(&admin, job).await;
+    admin.put_artifact(abandoned, "bin/app", bytes).await.expect(201);
+    admin.delete(&format!("/api/v1/uploads/{abandoned}")).await.expect(204);
+    let sha = hex::encode(Sha256::digest(bytes));
+    std::fs::remove_file(petrel_tests::faults::blob_dir(s.data_dir.path()).join(&sha[..2]).join(&sha))
+        .unwrap();
+
+    let build = Api::build(&admin, job, &[("bin/app", bytes)]).await;
+    let id = build["id"].as_str().unwrap();
+    let file = admin
+        .request(reqwest::Method::GET, &format!("/api/v1/builds/{id}/files/bin/app"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(&file.bytes().await.unwrap()[..], bytes);
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }
