@@ -34,15 +34,27 @@ pub struct Netns {
     ns_dev: String,
 }
 
-/// Distinct subnets for the namespaces of parallel tests (one process each, or several in one).
+/// Where the search for a free subnet starts, different for each namespace of a process.
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl Netns {
     pub fn new() -> Netns {
-        // 10.214.0.0/16 in /30s: 16384 slots, picked by process and counter.
-        let slot = (std::process::id().wrapping_mul(37) + NEXT.fetch_add(1, Ordering::SeqCst)) % 16384;
-        let base = u32::from(Ipv4Addr::new(10, 214, 0, 0)) + slot * 4;
-        let (host_ip, ns_ip) = (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2));
+        // A /30 in 10.214.0.0/16 that no interface has yet; tests in other processes choose
+        // under the same file lock, and add their address before releasing it.
+        let lock = std::fs::File::create("/tmp/petrel-netns.lock").expect("netns lock file");
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) }, 0);
+        let used = Command::new("ip").args(["-4", "-o", "addr", "show"]).output().expect("run ip");
+        let used = String::from_utf8_lossy(&used.stdout);
+        let mut slot = (std::process::id().wrapping_mul(37) + NEXT.fetch_add(1, Ordering::SeqCst)) % 16384;
+        let (host_ip, ns_ip) = loop {
+            let base = u32::from(Ipv4Addr::new(10, 214, 0, 0)) + slot * 4;
+            let host_ip = Ipv4Addr::from(base + 1);
+            if !used.contains(&format!(" {host_ip}/")) {
+                break (host_ip, Ipv4Addr::from(base + 2));
+            }
+            slot = (slot + 1) % 16384;
+        };
         let id = &Uuid::new_v4().simple().to_string()[..8];
         let name = format!("petrel-{id}");
         // Interface names have 15 bytes at most.
@@ -57,6 +69,7 @@ impl Netns {
         run(&["ip", "-n", name, "link", "set", "lo", "up"]);
         run(&["ip", "-n", name, "addr", "add", &format!("{ns_ip}/30"), "dev", &netns.ns_dev]);
         run(&["ip", "-n", name, "link", "set", &netns.ns_dev, "up"]);
+        drop(lock);
         netns
     }
 

@@ -5,7 +5,7 @@
 //! tenders with it and, restarted, brings its deployments back; an update to a newer build runs
 //! the new image and a rollback the old one; a block device is uploaded, read and written by a
 //! guest, survives the agent's death and is downloaded; a network partition between agent and
-//! API leaves the unikernel running, shows it `unknown`, and heals without a restart.
+//! API (the agent in a network namespace whose link is cut) leaves the unikernel running, shows it `unknown`, and heals without a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

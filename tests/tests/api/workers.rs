@@ -1,8 +1,9 @@
 //! Real `petrel-worker` processes against a real API: the example jobs built from source in
 //! the sandbox, bit-for-bit the same twice and on rebuild (the unikernel then boots in the
 //! tender); a worker killed mid-build (the build runs again elsewhere); cancel and timeout
-//! reaching the build's processes; an API outage while the result is uploaded; recipes that
-//! misbehave fail cleanly.
+//! reaching the build's processes; an API outage while the result is uploaded; a worker whose
+//! network namespace is cut off mid-build (it loses the build, which then runs once, whole);
+//! recipes that misbehave fail cleanly.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
