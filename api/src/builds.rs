@@ -147,7 +147,11 @@ pub async fn store_blob(
         .bind(sha256)
         .fetch_one(&state.db)
         .await?;
-    if !stored {
+    // A clean-up pass that died between deleting the object and committing the row's deletion
+    // leaves a row that says stored: the object is put back rather than trusted.
+    let present =
+        stored && state.store.exists(sha256).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    if !present {
         let put = match source {
             BlobSource::File(path) => state.store.put_file(sha256, path).await,
             BlobSource::Bytes(bytes) => state.store.put_bytes(sha256, bytes).await,

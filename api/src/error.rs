@@ -67,9 +67,21 @@ impl From<sqlx::Error> for ApiError {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
+            sqlx::Error::Database(ref db) if db.code().as_deref().is_some_and(server_going_away) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
             other => ApiError::Database(other),
         }
     }
+}
+
+/// SQLSTATEs of a server that is stopping, restarting or not reachable: a connection the
+/// server ends while it shuts down (57P01 on a fast stop, 57P02 after a crash), one refused
+/// while it starts (57P03), and the connection exceptions (class 08). The request may succeed
+/// once it is back, so 503, not 500.
+fn server_going_away(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
 impl ApiError {

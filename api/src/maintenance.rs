@@ -124,8 +124,9 @@ async fn pass(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcRepor
     .await?;
     for sha in orphans {
         // Delete the row first, re-checking under the row lock that nothing references it now;
-        // then the object. A crash in between leaves an object without a row, which a later
-        // upload of the same content simply overwrites.
+        // then the object; then commit. A crash before the commit leaves the row (still
+        // unreferenced, so the next pass deletes it) without its object, which an upload of the
+        // same content meanwhile puts back (`store_blob` checks that the object exists).
         let mut tx = db.begin().await?;
         let deleted = sqlx::query(
             "DELETE FROM blobs bl WHERE sha256 = $1

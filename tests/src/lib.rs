@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod faults;
 pub mod otlp;
 
 use std::os::fd::AsRawFd;
@@ -262,54 +263,4 @@ pub fn in_netns<T: Send>(subnet: &str, f: impl FnOnce() -> T + Send) -> T {
         });
         thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
-}
-
-/// A TCP relay to `target` that the test can cut off like a network partition: while cut, the
-/// relayed connections go silent (nothing is forwarded, nothing is closed: the client only
-/// notices through its own timeouts) and new connections are accepted but never answered.
-/// Restoring closes what was held, and new connections are relayed again.
-pub struct Partition {
-    pub port: u16,
-    cut: tokio::sync::watch::Sender<bool>,
-}
-
-impl Partition {
-    pub async fn start(target: std::net::SocketAddr) -> Partition {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
-        let port = listener.local_addr().unwrap().port();
-        let (cut, _) = tokio::sync::watch::channel(false);
-        let cuts = cut.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let mut cut = cuts.subscribe();
-                tokio::spawn(async move {
-                    if *cut.borrow() {
-                        // Accepted into silence; closed when the partition heals.
-                        let _ = cut.wait_for(|c| !*c).await;
-                        drop(client);
-                        return;
-                    }
-                    let Ok(server) = tokio::net::TcpStream::connect(target).await else { return };
-                    let (mut client, mut server) = (client, server);
-                    let partitioned = tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
-                        cut_now = cut.wait_for(|c| *c) => cut_now.is_ok(),
-                    };
-                    if partitioned {
-                        // Held open and silent until the partition heals.
-                        let _ = cut.wait_for(|c| !*c).await;
-                    }
-                });
-            }
-        });
-        Partition { port, cut }
-    }
-
-    pub fn cut(&self) {
-        let _ = self.cut.send(true);
-    }
-
-    pub fn restore(&self) {
-        let _ = self.cut.send(false);
-    }
 }

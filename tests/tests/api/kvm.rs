@@ -5,12 +5,13 @@
 //! tenders with it and, restarted, brings its deployments back; an update to a newer build runs
 //! the new image and a rollback the old one; a block device is uploaded, read and written by a
 //! guest, survives the agent's death and is downloaded; a network partition between agent and
-//! API leaves the unikernel running, shows it `unknown`, and heals without a restart.
+//! API (the agent in a network namespace whose link is cut) leaves the unikernel running, shows it `unknown`, and heals without a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use petrel_tests::faults::{Netns, assert_invariants};
 use petrel_tests::{Api, Client, TestServer, workspace_binary};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -34,16 +35,26 @@ struct AgentProcess {
     child: Child,
     state: PathBuf,
     ca: PathBuf,
+    api: String,
+    /// The network namespace it runs in, if not the host's.
+    netns: Option<String>,
 }
 
 impl AgentProcess {
-    /// Enrolls a new agent through the API and starts it.
+    /// Enrolls a new agent through the API and starts it, inside `netns` when given.
     /// (Async: the in-process API must keep serving while the agent enrolls.)
-    async fn enroll_and_start(s: &TestServer, token: &str, dir: &Path) -> AgentProcess {
+    async fn enroll_and_start(
+        s: &TestServer,
+        token: &str,
+        dir: &Path,
+        netns: Option<&Netns>,
+    ) -> AgentProcess {
         let state = dir.join("agent");
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, &s.ca_pem).unwrap();
-        let enrolled = tokio::process::Command::new(workspace_binary("petrel-agent"))
+        let netns = netns.map(|n| n.name.clone());
+        let mut enroll = tokio::process::Command::from(Self::command(netns.as_deref()));
+        let enrolled = enroll
             .args(["enroll", "--api", &s.server.url, "--token", token])
             .arg("--ca")
             .arg(&ca)
@@ -53,12 +64,34 @@ impl AgentProcess {
             .await
             .unwrap();
         assert!(enrolled.status.success(), "enroll failed: {}", String::from_utf8_lossy(&enrolled.stderr));
-        let child = Self::spawn(&s.server.url, &state, &ca);
-        AgentProcess { child, state, ca }
+        let child = Self::spawn(netns.as_deref(), &s.server.url, &state, &ca);
+        AgentProcess { child, state, ca, api: s.server.url.clone(), netns }
     }
 
-    fn spawn(api: &str, state: &Path, ca: &Path) -> Child {
-        Command::new(workspace_binary("petrel-agent"))
+    fn command(netns: Option<&str>) -> Command {
+        match netns {
+            Some(name) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", name]).arg(workspace_binary("petrel-agent"));
+                command
+            }
+            None => Command::new(workspace_binary("petrel-agent")),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the agent and starts it again on the same state directory.
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.netns.as_deref(), &self.api, &self.state, &self.ca);
+    }
+
+    fn spawn(netns: Option<&str>, api: &str, state: &Path, ca: &Path) -> Child {
+        Self::command(netns)
             .args(["run", "--api", api])
             .arg("--ca")
             .arg(ca)
@@ -72,21 +105,6 @@ impl AgentProcess {
             .spawn()
             .expect("start petrel-agent")
     }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self, s: &TestServer) {
-        self.restart_via(&s.server.url);
-    }
-
-    /// Restarts it talking to the API at `api` (a relay, say).
-    fn restart_via(&mut self, api: &str) {
-        self.kill();
-        self.child = Self::spawn(api, &self.state, &self.ca);
-    }
 }
 
 impl Drop for AgentProcess {
@@ -97,6 +115,16 @@ impl Drop for AgentProcess {
 
 /// A tenant with a quota, an enrolled running agent, and the guests uploaded as builds.
 async fn setup(s: &TestServer, admin: &Client, dir: &Path) -> (Uuid, AgentProcess, PathBuf) {
+    setup_in(None, s, admin, dir).await
+}
+
+/// [`setup`] with the agent in `netns` when given.
+async fn setup_in(
+    netns: Option<&Netns>,
+    s: &TestServer,
+    admin: &Client,
+    dir: &Path,
+) -> (Uuid, AgentProcess, PathBuf) {
     let api = Api { admin };
     let tenant = api.tenant("ops", None).await;
     admin
@@ -107,7 +135,7 @@ async fn setup(s: &TestServer, admin: &Client, dir: &Path) -> (Uuid, AgentProces
         .await
         .expect(200);
     let token = admin.post("/api/v1/agents/enrollments", json!({"name": "kvm-host"})).await.expect(201);
-    let agent = AgentProcess::enroll_and_start(s, token.body["token"].as_str().unwrap(), dir).await;
+    let agent = AgentProcess::enroll_and_start(s, token.body["token"].as_str().unwrap(), dir, netns).await;
     // Reachable once its first heartbeat carried its inventory.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -232,7 +260,7 @@ async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
         assert!(std::time::Instant::now() < deadline, "the tender outlived its agent");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    agent.restart(&s);
+    agent.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let now = tenders();
@@ -246,6 +274,7 @@ async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
     assert_eq!(d["restarts"], 0, "an agent restart is not the unikernel's failure");
     let states = event_states(&admin, id).await;
     assert_eq!(states.iter().filter(|s| *s == "running").count(), 2, "{states:?}");
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }
 
 #[tokio::test]
@@ -311,7 +340,7 @@ fn a_net_unikernel_deployed_through_the_api_answers_ping_and_reports_its_traffic
                 .await
                 .expect(200);
             let token = admin.post("/api/v1/agents/enrollments", json!({"name": "netns-host"})).await.expect(201);
-            let _agent = AgentProcess::enroll_and_start(&s, token.body["token"].as_str().unwrap(), dir.path()).await;
+            let _agent = AgentProcess::enroll_and_start(&s, token.body["token"].as_str().unwrap(), dir.path(), None).await;
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             while admin.get("/api/v1/agents").await.expect(200).body["items"][0]["inventory"]["bridges"] != json!(["br0"]) {
                 assert!(std::time::Instant::now() < deadline, "the agent never reported its bridge");
@@ -416,7 +445,7 @@ async fn a_block_device_is_uploaded_used_by_the_guest_kept_across_an_agent_kill_
 
     // An agent killed outright comes back with the device as the guest left it.
     agent.kill();
-    agent.restart(&s);
+    agent.restart();
     let response = loop {
         let response = admin
             .request(reqwest::Method::GET, &format!("/api/v1/block-devices/{device_id}/content"))
@@ -507,17 +536,18 @@ async fn manifests_are_checked_at_create_and_update_and_updates_need_the_same_de
 
 #[tokio::test]
 async fn a_network_partition_leaves_the_unikernel_running_shows_it_unknown_and_heals() {
-    let s = TestServer::start().await;
+    // The agent (and its tenders) in a namespace of its own, whose link to the API is cut.
+    let netns = Netns::new();
+    let s = super::workers::server_for(&netns, |_| {}).await;
     let admin = s.admin().await;
     let dir = tempfile::tempdir().unwrap();
-    let (tenant, mut agent, guests) = setup(&s, &admin, dir.path()).await;
-    // From now on the agent reaches the API through a relay the test can cut.
-    let partition = petrel_tests::Partition::start(s.server.addr).await;
-    agent.restart_via(&format!("https://127.0.0.1:{}", partition.port));
+    let (tenant, _agent, guests) = setup_in(Some(&netns), &s, &admin, dir.path()).await;
     let sha = upload_guest(&admin, tenant, &guests, "bench").await;
     let id = deploy(&admin, tenant, "idle", &sha, &["idle"], json!({"kind": "on_failure"})).await;
-    until(&admin, id, "running and idle", |d, console| d["state"] == "running" && console.contains("IDLE"))
-        .await;
+    let running = until(&admin, id, "running and idle", |d, console| {
+        d["state"] == "running" && console.contains("IDLE")
+    })
+    .await;
     let tender = |d: &Path| -> Vec<u32> {
         let marker = format!("{}", d.display());
         std::fs::read_dir("/proc")
@@ -535,15 +565,17 @@ async fn a_network_partition_leaves_the_unikernel_running_shows_it_unknown_and_h
     let before = tender(&images);
     assert_eq!(before.len(), 1, "one tender: {before:?}");
 
-    partition.cut();
+    netns.cut();
     // Without heartbeats the API stops vouching for it: unknown, not running.
     let d = until(&admin, id, "unknown", |d, _| d["state"] == "unknown").await;
     assert_eq!(d["restarts"], 0);
     assert_eq!(tender(&images), before, "the unikernel keeps running through the partition");
-    partition.restore();
+    netns.restore();
     let d = until(&admin, id, "running again", |d, _| d["state"] == "running").await;
     assert_eq!(d["restarts"], 0, "a partition is not the unikernel's failure");
+    assert_eq!(d["agent_id"], running["agent_id"], "still on its agent");
     assert_eq!(tender(&images), before, "the same tender, never restarted");
     let states = event_states(&admin, id).await;
     assert_eq!(states.iter().filter(|s| *s == "running").count(), 1, "{states:?}");
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }

@@ -7,6 +7,7 @@ mod cli;
 mod clients;
 mod compat;
 mod deployments;
+mod faults;
 mod https;
 mod isolation;
 mod kvm;

@@ -137,6 +137,17 @@ async fn with_database_url_the_external_server_is_used_and_no_cluster_is_created
     signal(&mut child, libc::SIGTERM);
 }
 
+/// A connection pool to the database of the running API's embedded cluster.
+async fn embedded_pool(data: &Path) -> sqlx::PgPool {
+    use petrel_api::db::embedded::{DATABASE, Durability, EmbeddedPostgres};
+    let pg = EmbeddedPostgres::start(&data.join("postgres"), Durability::Durable).await.unwrap();
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(pg.connect_options(DATABASE))
+        .await
+        .unwrap()
+}
+
 /// Sets a file's modification time `age` into the past.
 fn age_file(path: &Path, age: Duration) {
     let then = std::time::SystemTime::now() - age;
@@ -206,6 +217,8 @@ async fn an_api_killed_mid_upload_shows_no_partial_artifact_and_the_upload_compl
     let build =
         admin.post(&format!("/api/v1/uploads/{upload}/finalize"), serde_json::json!({})).await.expect(201);
     assert_eq!(build.body["main_binary"]["sha256"], sha.as_str());
+    let db = embedded_pool(&data).await;
+    petrel_tests::faults::assert_invariants(&db, &admin, &data).await;
     signal(&mut api.child, libc::SIGTERM);
 }
 
@@ -286,5 +299,6 @@ async fn postgres_restarted_under_load_answers_503_never_500_and_loses_nothing()
     for name in existing.iter().filter(|n| n.starts_with("load-")) {
         assert!(asked.contains(name.as_str()), "{name} appeared from nowhere");
     }
+    petrel_tests::faults::assert_invariants(&embedded_pool(&data).await, &admin, &data).await;
     signal(&mut api.child, libc::SIGTERM);
 }

@@ -1,14 +1,16 @@
 //! Real `petrel-worker` processes against a real API: the example jobs built from source in
 //! the sandbox, bit-for-bit the same twice and on rebuild (the unikernel then boots in the
 //! tender); a worker killed mid-build (the build runs again elsewhere); cancel and timeout
-//! reaching the build's processes; an API outage while the result is uploaded; recipes that
-//! misbehave fail cleanly.
+//! reaching the build's processes; an API outage while the result is uploaded; a worker whose
+//! network namespace is cut off mid-build (it loses the build, which then runs once, whole);
+//! recipes that misbehave fail cleanly.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use petrel_tests::client::PLATFORM;
+use petrel_tests::faults::{Netns, assert_invariants};
 use petrel_tests::{Api, Client, TestServer, workspace_binary};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -21,23 +23,34 @@ pub(crate) struct WorkerProcess {
 
 impl WorkerProcess {
     pub(crate) fn start(s: &TestServer, credential: &str, extra: &[&str]) -> WorkerProcess {
+        Self::start_in(None, s, credential, extra)
+    }
+
+    /// Starts it inside `netns` when given (the API then must listen where the namespace
+    /// reaches it: `s.server.url` on the host's end of the link).
+    fn start_in(netns: Option<&Netns>, s: &TestServer, credential: &str, extra: &[&str]) -> WorkerProcess {
         let dir = tempfile::Builder::new().prefix("petrel-worker-").tempdir().unwrap();
         std::fs::write(dir.path().join("credential"), credential).unwrap();
         std::fs::write(dir.path().join("ca.pem"), &s.ca_pem).unwrap();
-        let child = Self::spawn(s, &dir, extra);
+        let program = workspace_binary("petrel-worker");
+        let command = match netns {
+            Some(netns) => netns.command(program),
+            None => Command::new(program),
+        };
+        let child = Self::spawn(command, s, &dir, extra);
         WorkerProcess { child, dir }
     }
 
     /// Kills the worker and starts it again on the same work directory.
     fn restart(&mut self, s: &TestServer) {
         self.kill();
-        self.child = Self::spawn(s, &self.dir, &[]);
+        self.child = Self::spawn(Command::new(workspace_binary("petrel-worker")), s, &self.dir, &[]);
     }
 
-    fn spawn(s: &TestServer, dir: &tempfile::TempDir, extra: &[&str]) -> Child {
+    fn spawn(mut command: Command, s: &TestServer, dir: &tempfile::TempDir, extra: &[&str]) -> Child {
         // Each worker's builds run under uids of their own, apart from other tests' workers.
         let uid_base = 200_000 + (std::process::id() % 1000) * 100 + (rand_u32() % 90);
-        Command::new(workspace_binary("petrel-worker"))
+        command
             .arg("run")
             .args(["--api", &s.server.url, "--platform", PLATFORM])
             .arg("--ca")
@@ -286,6 +299,7 @@ async fn a_worker_killed_mid_build_leaves_no_phantom_and_the_build_runs_elsewher
     assert_eq!(done["worker"], "survivor");
     let running = admin.get(&format!("/api/v1/builds?job_id={job}&status=running")).await.expect(200).body;
     assert_eq!(running["items"].as_array().unwrap().len(), 0, "no phantom running build");
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }
 
 #[tokio::test]
@@ -450,4 +464,66 @@ async fn a_worker_killed_mid_upload_comes_back_and_the_build_succeeds_once_and_w
         assert!(std::time::Instant::now() < deadline, "the accepted result is still kept");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
+}
+
+/// A server that listens on the host's end of `netns`' link, with that address in its
+/// certificate, so processes in the namespace reach it.
+pub(crate) async fn server_for(
+    netns: &Netns,
+    adjust: impl FnOnce(&mut petrel_api::config::Config),
+) -> TestServer {
+    let host = netns.host_ip;
+    TestServer::start_with(|c| {
+        c.listen = std::net::SocketAddr::new(host.into(), 0);
+        c.tls = petrel_api::config::Tls::Generated { extra_names: vec![host.to_string()] };
+        adjust(c);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_worker_cut_off_from_the_api_mid_build_loses_it_and_builds_it_once_whole_when_back() {
+    let netns = Netns::new();
+    let s = server_for(&netns, |c| c.worker_lease = Duration::from_secs(3)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let marker = format!("CUT_MARKER={}", Uuid::new_v4());
+    let (key, value) = marker.split_once('=').unwrap();
+    // Long enough that the first attempt still runs when the link comes back.
+    let lines = 15;
+    let script = format!(
+        "for i in $(seq 1 {lines}); do echo line-$i; sleep 1; done\nmkdir -p \"$PETREL_OUTPUT/bin\"\necho built > \"$PETREL_OUTPUT/bin/result\""
+    );
+    let job = api.recipe_job(tenant, "cut", json!({"script": script, "env": {key: value}}), json!({})).await;
+    let (_, _, credential) = api.worker("w", None).await;
+    let _worker = WorkerProcess::start_in(Some(&netns), &s, &credential, &[]);
+    let id = run_now(&admin, job).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !console_text(&admin, id).await.contains("line-2\n") {
+        assert!(std::time::Instant::now() < deadline, "the build's console never reached the API");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    netns.cut();
+    // No heartbeats: the lease lapses and the build is queued again (the worker cannot know).
+    let requeued = status_becomes(&admin, id, "queued").await;
+    assert_eq!(requeued["attempt"], 1, "{requeued}");
+    assert!(!processes_with(&marker).is_empty(), "the cut-off worker still runs the first attempt");
+    netns.restore();
+
+    // Back, the worker learns the build is no longer its own, stops it and claims it afresh.
+    let done = finished(&admin, id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 2, "{done}");
+    assert_eq!(done["worker"], "w");
+    let builds = admin.get(&format!("/api/v1/builds?job_id={job}")).await.expect(200).body;
+    assert_eq!(builds["items"].as_array().unwrap().len(), 1, "one build, not two: {builds}");
+    let console = console_text(&admin, id).await;
+    let seen: Vec<&str> = console.lines().filter(|l| l.starts_with("line-")).collect();
+    let expected: Vec<String> = (1..=lines).map(|i| format!("line-{i}")).collect();
+    assert_eq!(seen, expected, "the console, complete and once:\n{console}");
+    assert!(processes_with(&marker).is_empty(), "a build process outlived its build");
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }
