@@ -1,6 +1,6 @@
 //! KVM agents, deployments of unikernels, quotas, and the agent protocol (albatross' job).
 
-use chrono::{DateTime, Utc};
+use crate::time::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -83,6 +83,7 @@ pub struct Agent {
 /// exit 1 (the tender refused, or was stopped) or 60–64 (usage errors), nor after a signal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(not(feature = "full"), serde(try_from = "crate::lean::RestartPolicyFields"))]
 pub enum RestartPolicy {
     Never,
     /// On any other exit code, or only on these.

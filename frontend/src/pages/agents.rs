@@ -6,7 +6,7 @@ use petrel_wire::deployments::{Agent, CreateEnrollment, Enrollment};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, Paged, PagedFooter, Shell, raw, target_with, when};
+use crate::components::{ErrorText, Paged, PagedFooter, Shell, now_seconds, raw, target_with, when};
 use crate::forms::{self, Values};
 use crate::html::{self, el, esc, row, text};
 
@@ -116,7 +116,7 @@ pub fn age(seconds: i64) -> String {
 }
 
 fn agents_table(agents: &[Agent]) -> String {
-    let now = chrono::Utc::now();
+    let now = now_seconds();
     let rows: Vec<String> = agents
         .iter()
         .map(|a| {
@@ -129,7 +129,7 @@ fn agents_table(agents: &[Agent]) -> String {
             };
             let health = el("span", &[("class", &format!("badge {class}")), ("data-health", state)], state);
             let seen = match &a.last_seen_at {
-                Some(t) => el("span", &[("title", &when(t))], &esc(&age((now - *t).num_seconds()))),
+                Some(t) => el("span", &[("title", &when(t))], &esc(&age(now - petrel_wire::time::unix_seconds(t)))),
                 None => esc("never"),
             };
             let (cpus, memory, bridges, tender) = match &a.inventory {
