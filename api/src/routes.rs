@@ -90,6 +90,8 @@ where
             .service(worker_protocol::claim_rebuild)
             .service(worker_protocol::get_verdict)
             .service(agents::create_enrollment)
+            .service(agents::list_enrollments)
+            .service(agents::revoke_enrollment)
             .service(agents::enroll)
             .service(agents::list_agents)
             .service(agents::revoke_agent)

@@ -41,10 +41,46 @@ pub struct CreateEnrollment {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Enrollment {
+    /// The token's id, to revoke it (`DELETE /api/v1/agents/enrollments/{id}`).
+    pub id: Uuid,
     pub name: String,
     /// `petrele_...`, shown once; traded by `petrel-agent enroll` for the agent's credential.
     pub token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Where an enrollment token is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentState {
+    /// Not used yet and not expired: an agent may still enroll with it.
+    Unused,
+    /// An agent enrolled with it.
+    Used,
+    /// Not used within its day.
+    Expired,
+}
+
+impl EnrollmentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentState::Unused => "unused",
+            EnrollmentState::Used => "used",
+            EnrollmentState::Expired => "expired",
+        }
+    }
+}
+
+/// An enrollment token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentToken {
+    pub id: Uuid,
+    /// The name the enrolling agent gets.
+    pub name: String,
+    pub state: EnrollmentState,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
 }
 
 /// An agent trades its enrollment token for a credential.
