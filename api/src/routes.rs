@@ -112,6 +112,7 @@ where
             .service(block_devices::download_block_device)
             .service(deployments::list_deployments)
             .service(deployments::create_deployment)
+            .service(deployments::get_image_manifest)
             .service(deployments::get_deployment)
             .service(deployments::destroy_deployment)
             .service(deployments::restart_deployment)

@@ -141,6 +141,15 @@ pub struct NetAttachment {
     pub mac: Option<String>,
 }
 
+/// The devices a solo5 image's manifest declares, each list sorted by name: a deployment of the
+/// image attaches exactly these (`nets[].device`, `blocks[].device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"nets": ["service"], "blocks": ["storage"]}))]
+pub struct ImageManifest {
+    pub nets: Vec<String>,
+    pub blocks: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "hello", "image_sha256": "0f1e...", "memory_mib": 32,

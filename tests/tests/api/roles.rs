@@ -174,6 +174,8 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(1), 200),
     // Tenant A has no quota: allowed callers reach admission and are told so.
     ("POST", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(2), 403),
+    // The role matrix's image is no unikernel: allowed callers learn that it has no manifest.
+    ("GET", "/api/v1/tenants/{tenant_id}/images/{sha256}/manifest", Need::Role(2), 400),
     ("GET", "/api/v1/deployments/{deployment_id}", Need::Role(1), 200),
     ("DELETE", "/api/v1/deployments/{deployment_id}", Need::Role(2), 204),
     ("POST", "/api/v1/deployments/{deployment_id}/restart", Need::Role(2), 200),
