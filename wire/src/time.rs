@@ -110,7 +110,7 @@ pub mod lite {
             out
         }
 
-        /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` also `t` or a space, `Z` also `z`.
+        /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM|±HHMM)`, `T` also `t` or a space, `Z` also `z`.
         pub fn parse_rfc3339(s: &str) -> Option<Self> {
             let b = s.as_bytes();
             let num = |from: usize, len: usize| -> Option<i64> {
@@ -155,8 +155,10 @@ pub mod lite {
             }
             let offset = match b.get(i)? {
                 b'Z' | b'z' if i + 1 == b.len() => 0,
-                c @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-                    let (h, m) = (num(i + 1, 2)?, num(i + 4, 2)?);
+                // `+HH:MM`, or `+HHMM` as chrono also reads it.
+                c @ (b'+' | b'-') if (i + 6 == b.len() && b[i + 3] == b':') || i + 5 == b.len() => {
+                    let minutes_at = if i + 6 == b.len() { i + 4 } else { i + 3 };
+                    let (h, m) = (num(i + 1, 2)?, num(minutes_at, 2)?);
                     if h > 23 || m > 59 {
                         return None;
                     }
@@ -245,6 +247,7 @@ mod tests {
             "2026-05-04T03:02:01+02:30",
             "2026-05-04t03:02:01.25-11:00",
             "2026-05-04 03:02:01z",
+            "2026-05-04T03:02:01.5-0130",
         ];
         for s in samples {
             let c: chrono::DateTime<chrono::Utc> = serde_json::from_value(s.into()).unwrap();
@@ -278,7 +281,8 @@ mod tests {
             "2026-11-26T00:00:00",
             "2026-11-26T00:00:00.Z",
             "2026-11-26T00:00:00Zjunk",
-            "2026-11-26T00:00:00+0100",
+            "2026-11-26T00:00:00+01:0",
+            "2026-11-26T00:00:00+01",
         ] {
             assert!(
                 serde_json::from_value::<chrono::DateTime<chrono::Utc>>(bad.into()).is_err(),

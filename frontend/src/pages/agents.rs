@@ -46,22 +46,28 @@ fn AgentsBody() -> impl IntoView {
     };
     // One listener for both tables: `data-revoke` names an agent, `data-revoke-token` a token.
     let on_table_click = move |ev: leptos::ev::MouseEvent| {
-        let Some((path, list)) = ["data-revoke", "data-revoke-token"].into_iter().find_map(|attr| {
+        let Some((id, token)) = ["data-revoke", "data-revoke-token"].into_iter().find_map(|attr| {
             let id = target_with(&ev, attr)?.get_attribute(attr)?.parse::<Uuid>().ok()?;
-            Some(if attr == "data-revoke" {
-                (format!("/api/v1/agents/{id}"), false)
-            } else {
-                (format!("/api/v1/agents/enrollments/{id}"), true)
-            })
+            Some((id, attr == "data-revoke-token"))
         }) else {
             return;
         };
+        let path =
+            if token { format!("/api/v1/agents/enrollments/{id}") } else { format!("/api/v1/agents/{id}") };
         leptos::task::spawn_local(async move {
             match api::send_empty("DELETE", &path).await {
                 Ok(()) => error.set(None),
                 Err(e) => error.set(Some(e)),
             }
-            if list { tokens.reload() } else { agents.reload() }
+            if token {
+                // A revoked token's secret is no use: stop showing it.
+                if created.with_untracked(|c| c.as_ref().is_some_and(|e| e.id == id)) {
+                    created.set(None);
+                }
+                tokens.reload();
+            } else {
+                agents.reload();
+            }
         });
     };
     view! {

@@ -22,6 +22,11 @@ pub(crate) fn guests(dir: &Path) -> PathBuf {
         std::fs::metadata("/dev/kvm").is_ok(),
         "/dev/kvm is missing: these tests need KVM (they never pass without it)"
     );
+    build_guests(dir)
+}
+
+/// The test guests without running them (no KVM needed): images with real solo5 manifests.
+pub(crate) fn build_guests(dir: &Path) -> PathBuf {
     let out = dir.join("guests");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypervisor-agent/guests");
     let status =
@@ -526,7 +531,10 @@ async fn an_images_manifest_is_read_for_the_deployment_form_with_the_deploy_visi
     let r = admin.get(&manifest(a, &net)).await.expect(200);
     assert_eq!(r.body, json!({"nets": ["service0"], "blocks": []}));
     let blk = upload_guest(&admin, a, &guests, "blk").await;
-    assert_eq!(admin.get(&manifest(a, &blk)).await.expect(200).body, json!({"nets": [], "blocks": ["storage"]}));
+    assert_eq!(
+        admin.get(&manifest(a, &blk)).await.expect(200).body,
+        json!({"nets": [], "blocks": ["storage"]})
+    );
     let hello = upload_guest(&admin, a, &guests, "hello").await;
     assert_eq!(admin.get(&manifest(a, &hello)).await.expect(200).body, json!({"nets": [], "blocks": []}));
     // The upper-case hash works as the create form sends it.
