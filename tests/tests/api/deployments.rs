@@ -218,7 +218,8 @@ async fn enrollment_tokens_are_listed_without_their_secret_and_revoked_while_unu
     let listed = admin.get("/api/v1/agents/enrollments").await.expect(200);
     assert!(!listed.text.contains("petrele_"), "secrets never leave the server: {}", listed.text);
     let items = listed.body["items"].as_array().unwrap();
-    let by_name = |name: &str| items.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name}")).clone();
+    let by_name =
+        |name: &str| items.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name}")).clone();
     assert_eq!(by_name("kvm-used")["state"], "used");
     assert!(by_name("kvm-used")["used_at"].is_string());
     assert_eq!(by_name("kvm-new")["state"], "unused");
@@ -240,7 +241,8 @@ async fn enrollment_tokens_are_listed_without_their_secret_and_revoked_while_unu
     let r = admin.delete(&format!("/api/v1/agents/enrollments/{used_id}")).await;
     assert!(r.expect_problem(409, "enrollment-used").text.contains("revoke the agent"));
     let audit = admin.get("/api/v1/audit").await.expect(200);
-    let revoked = audit.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "agent.enrollment.revoke");
+    let revoked =
+        audit.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "agent.enrollment.revoke");
     assert_eq!(revoked.expect("audited")["target"], doomed_id);
 
     // Keyset pages, newest first, every token once.
