@@ -517,7 +517,8 @@ async fn an_images_manifest_is_read_for_the_deployment_form_with_the_deploy_visi
     let api = Api { admin: &admin };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_path_buf();
-    let guests = tokio::task::spawn_blocking(move || guests(&out)).await.unwrap();
+    // Only read, never run: no KVM needed.
+    let guests = tokio::task::spawn_blocking(move || build_guests(&out)).await.unwrap();
     let a = api.tenant("a", None).await;
     let b = api.tenant("b", None).await;
     let (_, owner_b) = api.user("owner-b").await;
