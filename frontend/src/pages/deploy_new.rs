@@ -213,9 +213,16 @@ fn CreateBody() -> impl IntoView {
             // Picking a build fills in its main binary's SHA-256, and its devices.
             let sha = event_target_value(&ev);
             forms::set_value("f-image_sha256", &sha);
-            manifest(sha);
+            if !sha.is_empty() {
+                manifest(sha);
+            }
         } else if target_with(&ev, "data-tenant-select").is_some() {
             chosen.set(event_target_value(&ev).parse().ok());
+            // Whether the tenant may deploy the image, and so its devices, depend on the tenant.
+            let sha = wanted.get_value();
+            if !sha.is_empty() {
+                manifest(sha);
+            }
         }
     };
     // A typed SHA-256, once whole.
@@ -268,7 +275,9 @@ fn load_manifest(
                     list(&m.blocks)
                 )
             }
-            Err(e) => format!("{} Add its devices by hand.", e.field("sha256").unwrap_or(e.message)),
+            Err(e) => {
+                format!("No manifest ({}): add its devices by hand.", e.field("sha256").unwrap_or(e.message))
+            }
         };
         if let Some(e) = by_id("manifest-note") {
             e.set_text_content(Some(&note));
