@@ -1,6 +1,7 @@
 //! Pieces every page uses: the shell with navigation, error messages, paged lists, fetching
 //! (plain, and while the server computes the answer), read-only markup sections.
 
+use petrel_wire::time::{DateTime, Utc};
 use std::rc::Rc;
 
 use leptos::prelude::*;
@@ -247,10 +248,14 @@ fn paged_footer(
     .into_any()
 }
 
-pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // By hand rather than with `format`: chrono's formatting machinery is large in wasm.
-    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", t.year(), t.month(), t.day(), t.hour(), t.minute())
+pub fn when(t: &DateTime<Utc>) -> String {
+    let c = petrel_wire::time::civil(t);
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", c.year, c.month, c.day, c.hour, c.minute)
+}
+
+/// Now, in seconds since the Unix epoch (the browser's clock).
+pub fn now_seconds() -> i64 {
+    (js_sys::Date::now() / 1000.0) as i64
 }
 
 /// The element of an event (or its nearest ancestor) that has attribute `attr`: how one listener

@@ -1,6 +1,6 @@
 //! The audit log.
 
-use chrono::{DateTime, Utc};
+use crate::time::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -23,5 +23,10 @@ pub struct AuditEvent {
     /// The client's address.
     pub source_ip: Option<String>,
     #[schema(value_type = Object)]
+    #[cfg(feature = "full")]
     pub details: serde_json::Value,
+    /// The same JSON as text (see `lean`).
+    #[schema(value_type = Object)]
+    #[cfg(not(feature = "full"))]
+    pub details: crate::lean::RawJson,
 }

@@ -1,6 +1,6 @@
 //! Jobs, builds, artifacts, uploads and look-ups.
 
-use chrono::{DateTime, Utc};
+use crate::time::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -135,6 +135,7 @@ impl BuildStatus {
 /// How a build ended: kind and code kept apart, never one packed integer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(not(feature = "full"), serde(try_from = "crate::lean::BuildResultFields"))]
 pub enum BuildResult {
     Exited { code: i32 },
     Signalled { signal: i32 },

@@ -1,6 +1,6 @@
 //! KVM agents, deployments of unikernels, quotas, and the agent protocol (albatross' job).
 
-use chrono::{DateTime, Utc};
+use crate::time::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -41,10 +41,46 @@ pub struct CreateEnrollment {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Enrollment {
+    /// The token's id, to revoke it (`DELETE /api/v1/agents/enrollments/{id}`).
+    pub id: Uuid,
     pub name: String,
     /// `petrele_...`, shown once; traded by `petrel-agent enroll` for the agent's credential.
     pub token: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Where an enrollment token is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentState {
+    /// Not used yet and not expired: an agent may still enroll with it.
+    Unused,
+    /// An agent enrolled with it.
+    Used,
+    /// Not used within its day.
+    Expired,
+}
+
+impl EnrollmentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentState::Unused => "unused",
+            EnrollmentState::Used => "used",
+            EnrollmentState::Expired => "expired",
+        }
+    }
+}
+
+/// An enrollment token as listed: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnrollmentToken {
+    pub id: Uuid,
+    /// The name the enrolling agent gets.
+    pub name: String,
+    pub state: EnrollmentState,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
 }
 
 /// An agent trades its enrollment token for a credential.
@@ -83,6 +119,7 @@ pub struct Agent {
 /// exit 1 (the tender refused, or was stopped) or 60–64 (usage errors), nor after a signal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(not(feature = "full"), serde(try_from = "crate::lean::RestartPolicyFields"))]
 pub enum RestartPolicy {
     Never,
     /// On any other exit code, or only on these.
@@ -102,6 +139,15 @@ pub struct NetAttachment {
     /// `xx:xx:xx:xx:xx:xx`; generated when absent.
     #[serde(default)]
     pub mac: Option<String>,
+}
+
+/// The devices a solo5 image's manifest declares, each list sorted by name: a deployment of the
+/// image attaches exactly these (`nets[].device`, `blocks[].device`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"nets": ["service"], "blocks": ["storage"]}))]
+pub struct ImageManifest {
+    pub nets: Vec<String>,
+    pub blocks: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -1,6 +1,6 @@
 //! Users, tenants, memberships, sessions and API tokens.
 
-use chrono::{DateTime, Utc};
+use crate::time::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

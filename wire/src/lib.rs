@@ -12,12 +12,15 @@ pub mod graph;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod identity;
+#[cfg(not(feature = "full"))]
+pub mod lean;
 pub mod page;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod perf;
 pub mod problem;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod time;
 pub mod treemap;
 pub mod workers;
 

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use petrel_wire::deployments::{
     AGENT_TOKEN_PREFIX, Agent, CreateEnrollment, ENROLLMENT_TOKEN_PREFIX, EnrollRequest, Enrolled,
-    Enrollment, Inventory,
+    Enrollment, EnrollmentState, EnrollmentToken, Inventory,
 };
 use petrel_wire::page::PageQuery;
 use petrel_wire::{FieldError, Page};
@@ -40,9 +40,9 @@ pub async fn create_enrollment(
     crate::validate::job_name(&body.name).map_err(|m| ApiError::field("name", m))?;
     let token = format!("{ENROLLMENT_TOKEN_PREFIX}{}", random_secret());
     let mut tx = state.db.begin().await?;
-    let expires_at: DateTime<Utc> = sqlx::query_scalar(
+    let (id, expires_at): (Uuid, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO agent_enrollments (token_sha256, name, expires_at, created_by)
-         VALUES ($1, $2, now() + make_interval(hours => $3), $4) RETURNING expires_at",
+         VALUES ($1, $2, now() + make_interval(hours => $3), $4) RETURNING id, expires_at",
     )
     .bind(storage_hash(&token))
     .bind(&body.name)
@@ -55,12 +55,119 @@ pub async fn create_enrollment(
         None,
         &Actor::from(&caller),
         "agent.enrollment",
-        None,
+        Some(id.to_string()),
         serde_json::json!({"name": body.name}),
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Created().json(Enrollment { name: body.name, token, expires_at }))
+    Ok(HttpResponse::Created().json(Enrollment { id, name: body.name, token, expires_at }))
+}
+
+#[derive(sqlx::FromRow)]
+struct EnrollmentRow {
+    id: Uuid,
+    name: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    expired: bool,
+}
+
+/// Enrollment tokens, newest first, used and expired ones included (administrators). Never the
+/// secret: only its hash is stored.
+#[utoipa::path(
+    tag = "agents",
+    params(PageQuery),
+    responses((status = 200, description = "A page of enrollment tokens", body = Page<EnrollmentToken>)),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/agents/enrollments")]
+pub async fn list_enrollments(
+    state: web::Data<AppState>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let ks = keyset::<(DateTime<Utc>, Uuid)>(&q)?;
+    let (after_at, after_id) = ks.after.unzip();
+    let rows: Vec<EnrollmentRow> = sqlx::query_as(
+        "SELECT id, name, created_at, expires_at, used_at, expires_at <= now() AS expired
+           FROM agent_enrollments
+          WHERE $1::timestamptz IS NULL OR (created_at, id) < ($1, $2)
+          ORDER BY created_at DESC, id DESC LIMIT $3",
+    )
+    .bind(after_at)
+    .bind(after_id)
+    .bind(ks.fetch())
+    .fetch_all(&state.db)
+    .await?;
+    let tokens: Vec<EnrollmentToken> = rows
+        .into_iter()
+        .map(|r| EnrollmentToken {
+            id: r.id,
+            name: r.name,
+            state: match (r.used_at, r.expired) {
+                (Some(_), _) => EnrollmentState::Used,
+                (None, true) => EnrollmentState::Expired,
+                (None, false) => EnrollmentState::Unused,
+            },
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            used_at: r.used_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(page(tokens, ks.limit, |t: &EnrollmentToken| (t.created_at, t.id))))
+}
+
+/// Revoke an enrollment token that no agent used yet (administrators): it is deleted, so no
+/// agent can enroll with it. A used token is the agent's history; revoke the agent instead.
+#[utoipa::path(
+    tag = "agents",
+    params(("enrollment_id" = Uuid, Path, description = "The enrollment token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such enrollment token", body = petrel_wire::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An agent already enrolled with it", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[delete("/agents/enrollments/{enrollment_id}")]
+pub async fn revoke_enrollment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let id = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    // Locked, so an agent enrolling at this moment either wins (409 here) or finds it gone.
+    let used: Option<bool> =
+        sqlx::query_scalar("SELECT used_at IS NOT NULL FROM agent_enrollments WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match used {
+        None => return Err(ApiError::NotFound("enrollment token")),
+        Some(true) => {
+            return Err(ApiError::conflict(
+                "enrollment-used",
+                "an agent already enrolled with this token; revoke the agent instead",
+            ));
+        }
+        Some(false) => {}
+    }
+    sqlx::query("DELETE FROM agent_enrollments WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    audit::record(
+        &mut *tx,
+        None,
+        &Actor::from(&caller),
+        "agent.enrollment.revoke",
+        Some(id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 fn check_inventory(inventory: &Inventory) -> Result<(), ApiError> {

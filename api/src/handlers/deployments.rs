@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use petrel_wire::builds::ConsoleLine;
 use petrel_wire::deployments::{
     AvailableUpdate, BlockAttachment, CreateDeployment, Deployment, DeploymentEvent, DeploymentState,
-    DeploymentStats, NetAttachment, RestartDeployment, RestartPolicy, StatsHistory, UpdateDeployment,
+    DeploymentStats, ImageManifest, NetAttachment, RestartDeployment, RestartPolicy, StatsHistory,
+    UpdateDeployment,
 };
 use petrel_wire::identity::Role;
 use petrel_wire::page::PageQuery;
@@ -696,8 +697,14 @@ pub async fn rollback_deployment(
 }
 
 /// The newest build holding `image` that the tenant may read (its own, or a public one).
-async fn readable_build_with(state: &AppState, tenant: &TenantScope, image: &[u8]) -> Result<Uuid, ApiError> {
-    let build_id: Option<Uuid> = sqlx::query_scalar(
+/// The newest build of the tenant's (or a public one) with `image` as an artifact: what the
+/// tenant may deploy.
+async fn readable_build(
+    state: &AppState,
+    tenant: &TenantScope,
+    image: &[u8],
+) -> Result<Option<Uuid>, ApiError> {
+    Ok(sqlx::query_scalar(
         "SELECT b.id FROM build_artifacts a JOIN builds b ON b.id = a.build_id JOIN jobs j ON j.id = b.job_id
           WHERE a.sha256 = $1 AND (j.tenant_id = $2 OR j.visibility = 'public')
           ORDER BY b.finished_at DESC NULLS LAST LIMIT 1",
@@ -705,13 +712,49 @@ async fn readable_build_with(state: &AppState, tenant: &TenantScope, image: &[u8
     .bind(image)
     .bind(tenant.tenant_id())
     .fetch_optional(&state.db)
-    .await?;
-    build_id.ok_or_else(|| {
+    .await?)
+}
+
+async fn readable_build_with(state: &AppState, tenant: &TenantScope, image: &[u8]) -> Result<Uuid, ApiError> {
+    readable_build(state, tenant, image).await?.ok_or_else(|| {
         ApiError::field(
             "image_sha256",
             "no build of this tenant (nor a public one) has an artifact with this hash",
         )
     })
+}
+
+/// The net and block devices an image's solo5 manifest declares (operators), so a deployment
+/// form can offer one row per device before the deployment is created. The image is one the
+/// tenant may deploy: an artifact of its builds or of a public build; any other hash is not
+/// found, whether or not another tenant has it. An image that is not a solo5 hvt unikernel has
+/// no manifest: 400 `validation-failed` naming `sha256`, as does a malformed hash.
+#[utoipa::path(
+    tag = "deployments",
+    params(
+        ("tenant_id" = Uuid, Path, description = "The tenant's id"),
+        ("sha256" = String, Path, description = "The image's SHA-256 (hex)"),
+    ),
+    responses(
+        (status = 200, description = "The manifest's devices", body = ImageManifest),
+        (status = 404, description = "No build the tenant may deploy has this artifact", body = petrel_wire::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []), ("session" = []))
+)]
+#[get("/tenants/{tenant_id}/images/{sha256}/manifest")]
+pub async fn get_image_manifest(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant_id, sha256) = path.into_inner();
+    let tenant = caller.tenant(&state.db, tenant_id, Role::Operator).await?;
+    let sha = super::builds::parse_sha256("sha256", &sha256)?;
+    readable_build(&state, &tenant, &sha).await?.ok_or(ApiError::NotFound("image"))?;
+    let devices = manifests::devices(&state, &sha).await?.ok_or_else(|| {
+        ApiError::field("sha256", "this image is not a solo5 hvt unikernel: it has no manifest to read")
+    })?;
+    Ok(HttpResponse::Ok().json(ImageManifest { nets: devices.nets, blocks: devices.blocks }))
 }
 
 /// Samples an agent keeps per deployment (10 s apart: an hour).

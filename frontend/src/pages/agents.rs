@@ -1,12 +1,13 @@
 //! KVM hosts' agents (administrators): their health (last heartbeat, unreachable), what each
-//! host offers, revoking one; and one-time enrollment tokens (shown once).
+//! host offers, revoking one; and one-time enrollment tokens: created (the secret shown once),
+//! listed with their state, an unused one revoked.
 
 use leptos::prelude::*;
-use petrel_wire::deployments::{Agent, CreateEnrollment, Enrollment};
+use petrel_wire::deployments::{Agent, CreateEnrollment, Enrollment, EnrollmentState, EnrollmentToken};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, Paged, PagedFooter, Shell, raw, target_with, when};
+use crate::components::{ErrorText, Paged, PagedFooter, Shell, now_seconds, raw, target_with, when};
 use crate::forms::{self, Values};
 use crate::html::{self, el, esc, row, text};
 
@@ -22,6 +23,7 @@ pub fn Agents() -> impl IntoView {
 #[component]
 fn AgentsBody() -> impl IntoView {
     let agents = Paged::<Agent>::new("/api/v1/agents".into());
+    let tokens = Paged::<EnrollmentToken>::new("/api/v1/agents/enrollments".into());
     let error = RwSignal::new(None::<ApiError>);
     let created = RwSignal::new(None::<Enrollment>);
     let enroll = move |ev: leptos::ev::SubmitEvent| {
@@ -36,24 +38,36 @@ fn AgentsBody() -> impl IntoView {
                     error.set(None);
                     form.reset();
                     created.set(Some(e));
+                    tokens.reload();
                 }
                 Err(e) => error.set(Some(e)),
             }
         });
     };
+    // One listener for both tables: `data-revoke` names an agent, `data-revoke-token` a token.
     let on_table_click = move |ev: leptos::ev::MouseEvent| {
-        let Some(id) = target_with(&ev, "data-revoke")
-            .and_then(|b| b.get_attribute("data-revoke"))
-            .and_then(|id| id.parse::<Uuid>().ok())
-        else {
+        let Some((id, token)) = ["data-revoke", "data-revoke-token"].into_iter().find_map(|attr| {
+            let id = target_with(&ev, attr)?.get_attribute(attr)?.parse::<Uuid>().ok()?;
+            Some((id, attr == "data-revoke-token"))
+        }) else {
             return;
         };
+        let path =
+            if token { format!("/api/v1/agents/enrollments/{id}") } else { format!("/api/v1/agents/{id}") };
         leptos::task::spawn_local(async move {
-            match api::send_empty("DELETE", &format!("/api/v1/agents/{id}")).await {
+            match api::send_empty("DELETE", &path).await {
                 Ok(()) => error.set(None),
                 Err(e) => error.set(Some(e)),
             }
-            agents.reload();
+            if token {
+                // A revoked token's secret is no use: stop showing it.
+                if created.with_untracked(|c| c.as_ref().is_some_and(|e| e.id == id)) {
+                    created.set(None);
+                }
+                tokens.reload();
+            } else {
+                agents.reload();
+            }
         });
     };
     view! {
@@ -71,7 +85,50 @@ fn AgentsBody() -> impl IntoView {
             <button type="submit">"Create enrollment token"</button>
         </form>
         <ErrorText error=error/>
+        <h2>"Enrollment tokens"</h2>
+        <div on:click=on_table_click>
+            {move || tokens.items.with(|list| raw(tokens_table(list)))}
+        </div>
+        <PagedFooter paged=tokens/>
     }
+}
+
+/// Enrollment tokens with their state (never the secret); an unused one can be revoked.
+fn tokens_table(tokens: &[EnrollmentToken]) -> String {
+    let rows: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            let state = t.state.as_str();
+            let badge = el("span", &[("class", "badge"), ("data-state", state)], state);
+            let action = if t.state == EnrollmentState::Unused {
+                el(
+                    "button",
+                    &[
+                        ("type", "button"),
+                        ("class", "danger"),
+                        ("data-revoke-token", &t.id.to_string()),
+                        ("aria-label", &format!("Revoke the enrollment token for {}", t.name)),
+                    ],
+                    "Revoke",
+                )
+            } else {
+                String::new()
+            };
+            let used = t.used_at.as_ref().map(when).unwrap_or_else(|| "—".into());
+            row(
+                "enrollment-row",
+                &[
+                    esc(&t.name),
+                    badge,
+                    esc(&when(&t.created_at)),
+                    esc(&when(&t.expires_at)),
+                    esc(&used),
+                    action,
+                ],
+            )
+        })
+        .collect();
+    html::table("enrollments", &["Name", "State", "Created", "Expires", "Used", "Actions"], &rows)
 }
 
 fn enrollment_html(e: &Enrollment) -> String {
@@ -116,7 +173,7 @@ pub fn age(seconds: i64) -> String {
 }
 
 fn agents_table(agents: &[Agent]) -> String {
-    let now = chrono::Utc::now();
+    let now = now_seconds();
     let rows: Vec<String> = agents
         .iter()
         .map(|a| {
@@ -129,7 +186,9 @@ fn agents_table(agents: &[Agent]) -> String {
             };
             let health = el("span", &[("class", &format!("badge {class}")), ("data-health", state)], state);
             let seen = match &a.last_seen_at {
-                Some(t) => el("span", &[("title", &when(t))], &esc(&age((now - *t).num_seconds()))),
+                Some(t) => {
+                    el("span", &[("title", &when(t))], &esc(&age(now - petrel_wire::time::unix_seconds(t))))
+                }
                 None => esc("never"),
             };
             let (cpus, memory, bridges, tender) = match &a.inventory {

@@ -9,6 +9,7 @@ use leptos_router::hooks::use_params_map;
 use petrel_wire::builds::{
     Artifact, Build, BuildInputs, BuildRef, BuildResult, BuildStatus, ConsoleLine, Reproducibility,
 };
+use petrel_wire::time::{DateTime, Utc, unix_seconds};
 use petrel_wire::workers::{QueuedBuild, RebuildVerdict};
 use uuid::Uuid;
 use web_sys::{Event, EventSource, MessageEvent};
@@ -129,8 +130,8 @@ fn result_text(result: &Option<BuildResult>) -> String {
     }
 }
 
-fn duration_text(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> String {
-    let secs = (to - from).num_seconds().max(0);
+fn duration_text(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let secs = (unix_seconds(&to) - unix_seconds(&from)).max(0);
     match secs {
         s if s < 60 => format!("{s} s"),
         s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
@@ -138,7 +139,7 @@ fn duration_text(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chron
     }
 }
 
-fn opt_when(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+fn opt_when(t: &Option<DateTime<Utc>>) -> String {
     t.as_ref().map(when).unwrap_or_else(|| "—".into())
 }
 

@@ -3,16 +3,18 @@
 //! priority and, for administrators, a pinned agent. The API's messages go next to their
 //! fields; a refusal by the quota says so, with the tenant's quota page a link away.
 //!
-//! The API does not describe an image's manifest (its devices), so network devices are
-//! entered by name, each onto one of the bridges the tenant's quota allows; block devices
-//! likewise, each backed by one of the tenant's block devices.
+//! Once an image is chosen (a build picked, or a whole SHA-256 typed), the form asks the API for
+//! the devices its solo5 manifest declares and draws one network row per net device (with a
+//! select of the bridges the tenant's quota allows) and one block row per block device (with a
+//! select of the tenant's block devices): the deployment must attach exactly those. An image
+//! without a manifest (not a solo5 unikernel) keeps rows added by hand.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use petrel_wire::builds::Build;
 use petrel_wire::deployments::{
-    Agent, BlockAttachment, BlockDevice, CreateDeployment, Deployment, NetAttachment, QuotaUsage,
-    RestartPolicy,
+    Agent, BlockAttachment, BlockDevice, CreateDeployment, Deployment, ImageManifest, NetAttachment,
+    QuotaUsage, RestartPolicy,
 };
 use petrel_wire::identity::{Role, Tenant};
 use petrel_wire::{FieldError, Problem};
@@ -94,7 +96,6 @@ fn CreateBody() -> impl IntoView {
         set("deploy-tenant", &tenants.items.with(|ts| tenant_options(ts, current)));
         set("f-build", &builds.with(|bs| build_options(bs, current)));
         bridges.with(|bs| {
-            set("bridge-list", &html::options(bs.iter().map(|b| (b.as_str(), b.as_str(), false))));
             set(
                 "bridges-allowed",
                 &esc(&if bs.is_empty() {
@@ -120,6 +121,13 @@ fn CreateBody() -> impl IntoView {
     });
     // Apart from the other lists: drawing these again resets the rows' choices.
     Effect::new(move |_| {
+        bridges.with(|bs| {
+            if let Some(rows) = by_id("net-rows") {
+                for select in forms::all(&rows, "select[name=net-bridge]") {
+                    select.set_inner_html(&bridge_options(bs));
+                }
+            }
+        });
         blocks.with(|bs| {
             let options = block_options(bs);
             if let Some(rows) = by_id("block-rows") {
@@ -174,14 +182,15 @@ fn CreateBody() -> impl IntoView {
             Some("add-net") => {
                 if let Some(rows) = by_id("net-rows") {
                     let n = forms::all(&rows, "[data-row]").len();
-                    let _ = rows.insert_adjacent_html("beforeend", &net_row(n));
+                    let options = bridges.with_untracked(|bs| bridge_options(bs));
+                    let _ = rows.insert_adjacent_html("beforeend", &net_row(n, "", &options));
                 }
             }
             Some("add-block") => {
                 if let Some(rows) = by_id("block-rows") {
                     let n = forms::all(&rows, "[data-row]").len();
                     let options = blocks.with_untracked(|bs| block_options(bs));
-                    let _ = rows.insert_adjacent_html("beforeend", &block_row(n, &options));
+                    let _ = rows.insert_adjacent_html("beforeend", &block_row(n, "", &options));
                 }
             }
             Some("remove-net") => {
@@ -192,17 +201,88 @@ fn CreateBody() -> impl IntoView {
             _ => {}
         }
     };
+    // The image whose manifest was asked for last: older answers are dropped.
+    let wanted = StoredValue::new(String::new());
+    let manifest = move |sha: String| {
+        if let Some(tenant) = tenant.get_untracked() {
+            load_manifest(tenant, sha, wanted, bridges, blocks);
+        }
+    };
     let on_change = move |ev: leptos::ev::Event| {
         if target_with(&ev, "data-build-select").is_some() {
-            // Picking a build fills in its main binary's SHA-256.
-            forms::set_value("f-image_sha256", &event_target_value(&ev));
+            // Picking a build fills in its main binary's SHA-256, and its devices.
+            let sha = event_target_value(&ev);
+            forms::set_value("f-image_sha256", &sha);
+            if !sha.is_empty() {
+                manifest(sha);
+            }
         } else if target_with(&ev, "data-tenant-select").is_some() {
             chosen.set(event_target_value(&ev).parse().ok());
+            // Whether the tenant may deploy the image, and so its devices, depend on the tenant.
+            let sha = wanted.get_value();
+            if !sha.is_empty() {
+                manifest(sha);
+            }
+        }
+    };
+    // A typed SHA-256, once whole.
+    let on_input = move |ev: leptos::ev::Event| {
+        if target_with(&ev, "data-image-input").is_some() {
+            let sha = event_target_value(&ev).trim().to_ascii_lowercase();
+            if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) && sha != wanted.get_value() {
+                manifest(sha);
+            }
         }
     };
     view! {
-        <div on:click=on_click on:change=on_change on:submit=on_submit>{raw(page_html(admin))}</div>
+        <div on:click=on_click on:change=on_change on:input=on_input on:submit=on_submit>
+            {raw(page_html(admin))}
+        </div>
     }
+}
+
+/// Asks for the image's manifest and draws one row per device it declares (see the module
+/// comment); otherwise says why not and leaves the rows as they are.
+fn load_manifest(
+    tenant: Uuid,
+    sha: String,
+    wanted: StoredValue<String>,
+    bridges: RwSignal<Vec<String>>,
+    blocks: RwSignal<Vec<String>>,
+) {
+    wanted.set_value(sha.clone());
+    fetch_then(format!("/api/v1/tenants/{tenant}/images/{sha}/manifest"), move |answer| {
+        if wanted.try_get_value().as_ref() != Some(&sha) {
+            return;
+        }
+        let note = match answer.and_then(|text| api::parse::<ImageManifest>(&text)) {
+            Ok(m) => {
+                let options = bridges.with_untracked(|bs| bridge_options(bs));
+                let nets: String = m.nets.iter().enumerate().map(|(n, d)| net_row(n, d, &options)).collect();
+                let options = blocks.with_untracked(|bs| block_options(bs));
+                let rows: String =
+                    m.blocks.iter().enumerate().map(|(n, d)| block_row(n, d, &options)).collect();
+                for (id, markup) in [("net-rows", nets), ("block-rows", rows)] {
+                    if let Some(e) = by_id(id) {
+                        e.set_inner_html(&markup);
+                    }
+                }
+                let list =
+                    |names: &[String]| if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                format!(
+                    "The image's manifest declares network devices: {}; block devices: {}.",
+                    list(&m.nets),
+                    list(&m.blocks)
+                )
+            }
+            Err(e) => {
+                format!("No manifest ({}): add its devices by hand.", e.field("sha256").unwrap_or(e.message))
+            }
+        };
+        if let Some(e) = by_id("manifest-note") {
+            e.set_text_content(Some(&note));
+        }
+    });
 }
 
 fn tenant_options(tenants: &[Tenant], current: Option<Uuid>) -> String {
@@ -382,12 +462,11 @@ fn form_fields(admin: bool) -> String {
         "fieldset",
         &[("class", "nets")],
         &format!(
-            "{}{}{}{}{}{}",
+            "{}{}{}{}{}",
             el("legend", &[], "Network devices"),
             el("p", &[("class", "muted"), ("id", "bridges-allowed")], ""),
             forms::error_span("f-nets-error", "nets"),
             el("div", &[("id", "net-rows")], ""),
-            el("datalist", &[("id", "bridge-list")], ""),
             el(
                 "button",
                 &[("type", "button"), ("class", "secondary"), ("data-action", "add-net")],
@@ -421,9 +500,16 @@ fn form_fields(admin: bool) -> String {
         forms::field(
             "Image (SHA-256)",
             "image_sha256",
-            &[("class", "mono"), ("autocomplete", "off"), ("spellcheck", "false"), ("size", "64")],
+            &[
+                ("class", "mono"),
+                ("autocomplete", "off"),
+                ("spellcheck", "false"),
+                ("size", "64"),
+                ("data-image-input", ""),
+            ],
             "",
         ),
+        el("p", &[("class", "muted"), ("id", "manifest-note"), ("role", "status")], ""),
         forms::field(
             "Name",
             "name",
@@ -505,8 +591,13 @@ fn remove_button(action: &str, label: &str) -> String {
     )
 }
 
+/// The allowed bridges as `<option>`s (the first one chosen).
+fn bridge_options(names: &[String]) -> String {
+    html::options(names.iter().enumerate().map(|(i, b)| (b.as_str(), b.as_str(), i == 0)))
+}
+
 /// One network device row: its name in the manifest, the bridge, an optional MAC address.
-fn net_row(n: usize) -> String {
+fn net_row(n: usize, device: &str, bridges: &str) -> String {
     el(
         "div",
         &[("class", "net-row"), ("data-row", "nets")],
@@ -518,18 +609,10 @@ fn net_row(n: usize) -> String {
                 "Device",
                 "net-device",
                 "device",
-                &[("autocomplete", "off"), ("placeholder", "service")],
+                &[("autocomplete", "off"), ("placeholder", "service"), ("value", device)],
                 None
             ),
-            row_cell(
-                "net",
-                n,
-                "Bridge",
-                "net-bridge",
-                "bridge",
-                &[("autocomplete", "off"), ("list", "bridge-list")],
-                None
-            ),
+            row_cell("net", n, "Bridge", "net-bridge", "bridge", &[], Some(bridges)),
             row_cell(
                 "net",
                 n,
@@ -550,7 +633,7 @@ fn block_options(names: &[String]) -> String {
 }
 
 /// One block device row: its name in the manifest, the tenant's block device, a sector size.
-fn block_row(n: usize, options: &str) -> String {
+fn block_row(n: usize, device: &str, options: &str) -> String {
     let sectors = html::options([
         ("", "512 (default)", true),
         ("512", "512", false),
@@ -569,7 +652,7 @@ fn block_row(n: usize, options: &str) -> String {
                 "Device",
                 "block-device",
                 "device",
-                &[("autocomplete", "off"), ("placeholder", "storage")],
+                &[("autocomplete", "off"), ("placeholder", "storage"), ("value", device)],
                 None
             ),
             row_cell("block", n, "Block device", "block-name", "block_device", &[], Some(options)),

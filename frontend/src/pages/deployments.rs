@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use petrel_wire::deployments::{Deployment, DeploymentEvent, DeploymentState, StatsHistory};
 use petrel_wire::identity::Tenant;
+use petrel_wire::time::unix_millis;
 use uuid::Uuid;
 
 use super::build::LiveConsole;
@@ -313,7 +314,7 @@ fn stats_charts(stats: &StatsHistory) -> String {
         .map(|w| {
             let used =
                 (w[1].cpu_user_ms + w[1].cpu_system_ms).saturating_sub(w[0].cpu_user_ms + w[0].cpu_system_ms);
-            let span = (w[1].at - w[0].at).num_milliseconds().max(1) as f64;
+            let span = (unix_millis(&w[1].at) - unix_millis(&w[0].at)).max(1) as f64;
             100.0 * used as f64 / span
         })
         .collect();

@@ -428,7 +428,7 @@ mod tests {
             platform: "debian-12".into(),
             status: BuildStatus::Succeeded,
             result: None,
-            queued_at: chrono::DateTime::UNIX_EPOCH,
+            queued_at: petrel_wire::time::from_unix_seconds(0),
             started_at: None,
             finished_at: None,
             worker: None,

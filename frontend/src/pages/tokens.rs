@@ -5,7 +5,9 @@ use petrel_wire::identity::{ApiToken, CreateToken, CreatedToken, Role, Tenant};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::components::{ErrorText, FieldMessage, Paged, PagedFooter, Shell, raw, target_with, when};
+use crate::components::{
+    ErrorText, FieldMessage, Paged, PagedFooter, Shell, now_seconds, raw, target_with, when,
+};
 use crate::html;
 
 #[component]
@@ -125,14 +127,14 @@ pub fn TokenTable(
 }
 
 fn token_table(tokens: &[ApiToken]) -> String {
-    let now = chrono::Utc::now();
+    let now = now_seconds();
     let rows: Vec<String> = tokens
         .iter()
         .map(|t| {
             let role = if t.admin { "admin" } else { t.role.map(|r| r.as_str()).unwrap_or_default() };
             let state = if t.revoked_at.is_some() {
                 html::text("span", "muted", "revoked")
-            } else if t.expires_at < now {
+            } else if petrel_wire::time::unix_seconds(&t.expires_at) < now {
                 html::text("span", "muted", "expired")
             } else {
                 html::el(

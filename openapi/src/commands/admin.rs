@@ -28,6 +28,15 @@ const WORKER: &[Column] = &[
     ("LAST SEEN", "/last_seen_at"),
     ("REVOKED", "/revoked"),
 ];
+
+const ENROLLMENT: &[Column] = &[
+    ("ID", "/id"),
+    ("NAME", "/name"),
+    ("STATE", "/state"),
+    ("CREATED", "/created_at"),
+    ("EXPIRES", "/expires_at"),
+    ("USED", "/used_at"),
+];
 const AGENT: &[Column] = &[
     ("ID", "/id"),
     ("NAME", "/name"),
@@ -199,6 +208,12 @@ pub enum Agent {
     Revoke {
         id: Uuid,
     },
+    /// Enrollment tokens, newest first, with their state (never the secret).
+    Enrollments(Page),
+    /// Revoke an enrollment token no agent used yet.
+    RevokeEnrollment {
+        id: Uuid,
+    },
 }
 
 pub async fn agent(ctx: &Ctx, command: Agent) -> Result<(), CliError> {
@@ -215,6 +230,14 @@ pub async fn agent(ctx: &Ctx, command: Agent) -> Result<(), CliError> {
         Agent::Revoke { id } => {
             ctx.api.revoke_agent().agent_id(id).send().await?;
             ctx.out.done(&json!({ "revoked": id }), &format!("Revoked agent {id}"));
+        }
+        Agent::Enrollments(page) => {
+            let list = paged!(ctx.api.list_enrollments(), page).send().await?;
+            ctx.out.list(&list.into_inner(), ENROLLMENT);
+        }
+        Agent::RevokeEnrollment { id } => {
+            ctx.api.revoke_enrollment().enrollment_id(id).send().await?;
+            ctx.out.done(&json!({ "revoked": id }), &format!("Revoked enrollment token {id}"));
         }
     }
     Ok(())

@@ -2,9 +2,10 @@
 //! create a tenant (and see the API's refusal next to the form), create an API token and use
 //! it, sign out; run a job and follow its build live, with its treemap, dependency graph and a
 //! comparison of two builds; see deployments with their console, stats and history, update,
-//! roll back and destroy one; create one with the form (the API's messages next to the fields,
-//! the quota's refusal), see quotas as bars and change one, see agents' health and create an
-//! enrollment token; create, upload and delete block devices and attach one in the form.
+//! roll back and destroy one; create one with the form (its device rows drawn from the image's
+//! manifest, the API's messages next to the fields, the quota's refusal), see quotas as bars and
+//! change one, see agents' health, create, list and revoke enrollment tokens; create, upload and
+//! delete block devices and attach one in the form (its row from the image's manifest).
 //! Screenshots of the pages are kept in target/screenshots.
 
 use petrel_tests::TestServer;
@@ -270,8 +271,13 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     admin.put(&format!("/api/v1/tenants/{lab}/quota"), quota(1, 32, &[0])).await.expect(200);
     // An agent speaking the protocol from here, with the bridge.
     let (_, _agent) = super::deployments::agent(&admin, "kvm-1", &["br0"]).await;
+    // A real solo5 image whose manifest declares one net device, `service0`.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    let guests = tokio::task::spawn_blocking(move || super::kvm::build_guests(&out)).await.unwrap();
     let job = api.job(tenant, "web", false).await;
-    let build = Api::build(&admin, job, &[("bin/web.hvt", b"web v1")]).await;
+    let image = std::fs::read(guests.join("net.hvt")).unwrap();
+    let build = Api::build(&admin, job, &[("bin/web.hvt", &image)]).await;
     let sha = build["main_binary"]["sha256"].as_str().unwrap().to_string();
 
     let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
@@ -288,7 +294,25 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     b.click("form[aria-label='Create an enrollment token'] button[type=submit]").await;
     let token = b.text(&b.find("[data-testid=new-enrollment] code").await).await;
     assert!(token.starts_with("petrele_"), "{token}");
+    // Listed, unused, without its secret; a second one is revoked from the list.
+    b.wait_for_text_in("[data-testid=enrollment-row]", "kvm-2").await;
+    b.type_into("form[aria-label='Create an enrollment token'] input[name=name]", "kvm-3").await;
+    b.click("form[aria-label='Create an enrollment token'] button[type=submit]").await;
+    b.wait_for_text_in("[data-testid=enrollments]", "kvm-3").await;
+    assert_eq!(b.find_all("[data-testid=enrollment-row] [data-state=unused]").await.len(), 2);
+    assert!(!b.text(&b.find("[data-testid=enrollments]").await).await.contains("petrele_"));
     b.screenshot("agents").await;
+    b.click("button[aria-label='Revoke the enrollment token for kvm-3']").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.text(&b.find("[data-testid=enrollments]").await).await.contains("kvm-3") {
+        assert!(std::time::Instant::now() < deadline, "the revoked token stayed listed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(b.find_all("[data-testid=new-enrollment]").await.is_empty(), "its secret is no longer shown");
+    let listed = admin.get("/api/v1/agents/enrollments").await.expect(200);
+    let names: Vec<&str> =
+        listed.body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kvm-2", "kvm-1"], "kvm-3 revoked");
     // A name the API refuses shows its message next to the field.
     b.type_into("form[aria-label='Create an enrollment token'] input[name=name]", "no spaces allowed").await;
     b.click("form[aria-label='Create an enrollment token'] button[type=submit]").await;
@@ -305,6 +329,9 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     b.wait_for_text("kvm-2").await;
     assert_eq!(b.find_all("[data-testid=agent-row]").await.len(), 2);
     assert!(b.find_all("[data-testid=new-enrollment]").await.is_empty(), "the token is shown once");
+    // Its token is used now: no revoke button any more.
+    b.wait_for_attribute("[data-testid=enrollment-row] [data-state]", "data-state", "used").await;
+    assert!(b.find_all("[data-revoke-token]").await.is_empty());
 
     // The form: invalid fields get the API's messages next to them.
     b.goto("/deployments").await;
@@ -312,9 +339,16 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     b.click("[data-testid=new-deployment]").await;
     b.select("#deploy-tenant", "robur").await;
     b.find("form[aria-label='Create a deployment']").await;
-    // Picking the build fills in its image.
+    // Picking the build fills in its image, and a row for each device its manifest declares,
+    // on the tenant's allowed bridge.
     b.click(&format!("#f-build option[value='{sha}']")).await;
     b.wait_for_property("#f-image_sha256", "value", &sha).await;
+    b.wait_for_property("input[name=net-device]", "value", "service0").await;
+    b.wait_for_property("select[name=net-bridge]", "value", "br0").await;
+    b.wait_for_text_in("#manifest-note", "network devices: service0; block devices: none").await;
+    assert_eq!(b.find_all("[data-row=nets]").await.len(), 1);
+    assert!(b.find_all("[data-row=blocks]").await.is_empty());
+    b.screenshot("deployment-form-manifest").await;
     b.type_into("#f-name", "Not Valid!").await;
     b.type_into("#f-memory_mib", "0").await;
     b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
@@ -332,11 +366,9 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     assert_eq!(b.text(&b.find("[data-error-for=name]").await).await, "", "the name is fine now");
     b.screenshot("deployment-form-quota").await;
 
-    // Within the quota, with a network device on the allowed bridge: the deployment's page.
+    // Within the quota, with the manifest's network device on the allowed bridge: the
+    // deployment's page.
     b.type_into("#f-memory_mib", "32").await;
-    b.click("[data-action=add-net]").await;
-    b.type_into("input[name=net-device]", "service").await;
-    b.type_into("input[name=net-bridge]", "br0").await;
     b.type_into("#f-args", "--ipv4=10.0.0.2/24\n--hello").await;
     b.click("form[aria-label='Create a deployment'] button[type=submit]").await;
     b.find("[data-testid=deployment-facts]").await;
@@ -345,7 +377,7 @@ async fn create_a_deployment_with_the_form_see_quotas_as_bars_and_enroll_an_agen
     let created = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200);
     assert_eq!(created.body["name"], "web");
     assert_eq!(created.body["memory_mib"], 32);
-    assert_eq!(created.body["nets"], json!([{"device": "service", "bridge": "br0", "mac": null}]));
+    assert_eq!(created.body["nets"], json!([{"device": "service0", "bridge": "br0", "mac": null}]));
     assert_eq!(created.body["args"], json!(["--ipv4=10.0.0.2/24", "--hello"]));
 
     // Quotas: usage against each limit as bars, the sub-tenant with its own.
@@ -397,8 +429,13 @@ async fn create_upload_and_delete_block_devices_see_their_quota_bar_and_attach_o
     admin.put(&format!("/api/v1/tenants/{tenant}/quota"), limits).await.expect(200);
     // An agent speaking the protocol from here, with 1024 MiB of block storage.
     let (_, agent) = super::deployments::agent(&admin, "kvm-1", &[]).await;
+    // A real solo5 image whose manifest declares one block device, `storage`.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    let guests = tokio::task::spawn_blocking(move || super::kvm::build_guests(&out)).await.unwrap();
     let job = api.job(tenant, "db", false).await;
-    let build = Api::build(&admin, job, &[("bin/db.hvt", b"db v1")]).await;
+    let image = std::fs::read(guests.join("blk.hvt")).unwrap();
+    let build = Api::build(&admin, job, &[("bin/db.hvt", &image)]).await;
     let sha = build["main_binary"]["sha256"].as_str().unwrap().to_string();
 
     let key = std::fs::read_to_string(s.data_dir.path().join("tls/server.key")).unwrap();
@@ -472,10 +509,11 @@ async fn create_upload_and_delete_block_devices_see_their_quota_bar_and_attach_o
     b.goto(&format!("/deployments/new?tenant={tenant}")).await;
     b.find("form[aria-label='Create a deployment']").await;
     b.wait_for_text_in("#blocks-available", "data").await;
+    // Typing the image's SHA-256 draws the manifest's block device row.
     b.type_into("#f-image_sha256", &sha).await;
+    b.wait_for_property("input[name=block-device]", "value", "storage").await;
+    assert!(b.find_all("[data-row=nets]").await.is_empty());
     b.type_into("#f-name", "db").await;
-    b.click("[data-action=add-block]").await;
-    b.type_into("input[name=block-device]", "storage").await;
     b.select("select[name=block-name]", "data").await;
     b.select("select[name=block-sector]", "4096").await;
     b.click("form[aria-label='Create a deployment'] button[type=submit]").await;

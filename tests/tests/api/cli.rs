@@ -403,6 +403,16 @@ async fn quotas_deployments_tokens_workers_and_agents() {
     assert!(enrollment["token"].as_str().unwrap().starts_with("petrele_"));
     let agents = setup.run_as(&admin_token, &["agent", "list", "--json"]).await.json();
     assert_eq!(agents["items"], json!([]));
+    // The token listed (never its secret), then revoked.
+    let listed = setup.run_as(&admin_token, &["agent", "enrollments"]).await.ok().stdout;
+    assert!(
+        listed.contains("kvm-1") && listed.contains("unused") && !listed.contains("petrele_"),
+        "{listed}"
+    );
+    let id = enrollment["id"].as_str().unwrap();
+    setup.run_as(&admin_token, &["agent", "revoke-enrollment", id]).await.ok();
+    let listed = setup.run_as(&admin_token, &["agent", "enrollments", "--json"]).await.json();
+    assert_eq!(listed["items"], json!([]));
     setup.run(&["worker", "list"]).await.fails_with(5, "403");
 
     let tenants = setup.run_as(&admin_token, &["tenant", "list", "--json"]).await.json();

@@ -208,6 +208,53 @@ async fn an_agent_gets_its_assignments_at_once_and_reports_state_and_console() {
 }
 
 #[tokio::test]
+async fn enrollment_tokens_are_listed_without_their_secret_and_revoked_while_unused() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    // Used (agent enrolled), unused, then revoked.
+    let (_, _agent) = agent(&admin, "kvm-used", &[]).await;
+    let unused = admin.post("/api/v1/agents/enrollments", json!({"name": "kvm-new"})).await.expect(201);
+    let doomed = admin.post("/api/v1/agents/enrollments", json!({"name": "kvm-doomed"})).await.expect(201);
+    let listed = admin.get("/api/v1/agents/enrollments").await.expect(200);
+    assert!(!listed.text.contains("petrele_"), "secrets never leave the server: {}", listed.text);
+    let items = listed.body["items"].as_array().unwrap();
+    let by_name =
+        |name: &str| items.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name}")).clone();
+    assert_eq!(by_name("kvm-used")["state"], "used");
+    assert!(by_name("kvm-used")["used_at"].is_string());
+    assert_eq!(by_name("kvm-new")["state"], "unused");
+    assert_eq!(by_name("kvm-new")["id"], unused.body["id"]);
+    assert_eq!(by_name("kvm-new")["used_at"], Value::Null);
+    assert_eq!(by_name("kvm-new")["expires_at"], unused.body["expires_at"]);
+    // Newest first.
+    let names: Vec<&str> = items.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kvm-doomed", "kvm-new", "kvm-used"]);
+
+    // Revoked: gone from the list, and no agent can enroll with it.
+    let doomed_id = doomed.body["id"].as_str().unwrap();
+    admin.delete(&format!("/api/v1/agents/enrollments/{doomed_id}")).await.expect(204);
+    admin.delete(&format!("/api/v1/agents/enrollments/{doomed_id}")).await.expect_problem(404, "not-found");
+    let enroll = json!({"token": doomed.body["token"], "inventory": inventory(&[])});
+    admin.anonymous().post("/api/v1/agents/enroll", enroll).await.expect_problem(401, "unauthenticated");
+    // A used one is the agent's history: refused, and kept.
+    let used_id = by_name("kvm-used")["id"].as_str().unwrap().to_string();
+    let r = admin.delete(&format!("/api/v1/agents/enrollments/{used_id}")).await;
+    assert!(r.expect_problem(409, "enrollment-used").text.contains("revoke the agent"));
+    let audit = admin.get("/api/v1/audit").await.expect(200);
+    let revoked =
+        audit.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "agent.enrollment.revoke");
+    assert_eq!(revoked.expect("audited")["target"], doomed_id);
+
+    // Keyset pages, newest first, every token once.
+    let page1 = admin.get("/api/v1/agents/enrollments?limit=1").await.expect(200);
+    assert_eq!(page1.body["items"][0]["name"], "kvm-new");
+    let cursor = page1.body["next_cursor"].as_str().unwrap();
+    let page2 = admin.get(&format!("/api/v1/agents/enrollments?limit=1&cursor={cursor}")).await.expect(200);
+    assert_eq!(page2.body["items"][0]["name"], "kvm-used");
+    assert_eq!(page2.body["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
 async fn quotas_nest_name_the_limit_and_hold_under_concurrent_creates() {
     let s = TestServer::start().await;
     let admin = s.admin().await;

@@ -23,6 +23,11 @@ pub(crate) fn guests(dir: &Path) -> PathBuf {
         std::fs::metadata("/dev/kvm").is_ok(),
         "/dev/kvm is missing: these tests need KVM (they never pass without it)"
     );
+    build_guests(dir)
+}
+
+/// The test guests without running them (no KVM needed): images with real solo5 manifests.
+pub(crate) fn build_guests(dir: &Path) -> PathBuf {
     let out = dir.join("guests");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hypervisor-agent/guests");
     let status =
@@ -532,6 +537,63 @@ async fn manifests_are_checked_at_create_and_update_and_updates_need_the_same_de
     let newer = Api::build(&admin, job, &[("bin/svc.hvt", &plain)]).await;
     let shown = admin.get(&format!("/api/v1/deployments/{id}")).await.expect(200).body;
     assert_eq!(shown["update_available"]["build_id"], newer["id"], "{shown}");
+}
+
+#[tokio::test]
+async fn an_images_manifest_is_read_for_the_deployment_form_with_the_deploy_visibility() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    // Only read, never run: no KVM needed.
+    let guests = tokio::task::spawn_blocking(move || build_guests(&out)).await.unwrap();
+    let a = api.tenant("a", None).await;
+    let b = api.tenant("b", None).await;
+    let (_, owner_b) = api.user("owner-b").await;
+    api.member(b, "owner-b", "owner").await;
+    let (_, viewer_a) = api.user("viewer-a").await;
+    api.member(a, "viewer-a", "viewer").await;
+    let manifest = |tenant: Uuid, sha: &str| format!("/api/v1/tenants/{tenant}/images/{sha}/manifest");
+
+    // Each device list, as the manifest declares it.
+    let net = upload_guest(&admin, a, &guests, "net").await;
+    let r = admin.get(&manifest(a, &net)).await.expect(200);
+    assert_eq!(r.body, json!({"nets": ["service0"], "blocks": []}));
+    let blk = upload_guest(&admin, a, &guests, "blk").await;
+    assert_eq!(
+        admin.get(&manifest(a, &blk)).await.expect(200).body,
+        json!({"nets": [], "blocks": ["storage"]})
+    );
+    let hello = upload_guest(&admin, a, &guests, "hello").await;
+    assert_eq!(admin.get(&manifest(a, &hello)).await.expect(200).body, json!({"nets": [], "blocks": []}));
+    // The upper-case hash works as the create form sends it.
+    admin.get(&manifest(a, &net.to_uppercase())).await.expect(200);
+
+    // Not a unikernel: no manifest, and the field says why; a malformed hash likewise.
+    let job = api.job(a, "notes", false).await;
+    Api::build(&admin, job, &[("bin/notes.hvt", b"not a unikernel")]).await;
+    let readme = hex::encode(Sha256::digest(b"not a unikernel"));
+    let r = admin.get(&manifest(a, &readme)).await.expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "sha256");
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("not a solo5"), "{}", r.text);
+    let r = admin.get(&manifest(a, "abc")).await.expect_problem(400, "validation-failed");
+    assert_eq!(r.body["errors"][0]["field"], "sha256");
+    // A hash no build has.
+    admin.get(&manifest(a, &"0".repeat(64))).await.expect_problem(404, "not-found");
+
+    // Tenant A's private image is unknown to tenant B, exactly as a hash nobody has.
+    let hidden = owner_b.get(&manifest(b, &net)).await.expect_problem(404, "not-found");
+    let nowhere = owner_b.get(&manifest(b, &"0".repeat(64))).await.expect_problem(404, "not-found");
+    assert_eq!(hidden.body["detail"], nowhere.body["detail"]);
+    owner_b.get(&manifest(a, &net)).await.expect_problem(404, "not-found");
+    // Deploying takes an operator, and so does this.
+    viewer_a.get(&manifest(a, &net)).await.expect_problem(403, "insufficient-role");
+    // A public build's image is readable in every tenant, as deploying it is.
+    let public = api.job(a, "public-blk", true).await;
+    let bytes = std::fs::read(guests.join("blk.hvt")).unwrap();
+    Api::build(&admin, public, &[("bin/blk.hvt", &bytes)]).await;
+    assert_eq!(owner_b.get(&manifest(b, &blk)).await.expect(200).body["blocks"], json!(["storage"]));
 }
 
 #[tokio::test]

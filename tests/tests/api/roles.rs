@@ -248,6 +248,8 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("POST", "/api/v1/worker/rebuilds", Need::Worker, 200),
     ("GET", "/api/v1/worker/verdicts/{rebuild_id}", Need::Worker, 200),
     ("POST", "/api/v1/agents/enrollments", Need::Admin, 201),
+    ("GET", "/api/v1/agents/enrollments", Need::Admin, 200),
+    ("DELETE", "/api/v1/agents/enrollments/{enrollment_id}", Need::Admin, 204),
     ("GET", "/api/v1/agents", Need::Admin, 200),
     // No such agent: administrators learn that, others never get that far.
     ("DELETE", "/api/v1/agents/{agent_id}", Need::Admin, 404),
@@ -272,6 +274,8 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(1), 200),
     // Tenant A has no quota: allowed callers reach admission and are told so.
     ("POST", "/api/v1/tenants/{tenant_id}/deployments", Need::Role(2), 403),
+    // The role matrix's image is no unikernel: allowed callers learn that it has no manifest.
+    ("GET", "/api/v1/tenants/{tenant_id}/images/{sha256}/manifest", Need::Role(2), 400),
     ("GET", "/api/v1/deployments/{deployment_id}", Need::Role(1), 200),
     ("DELETE", "/api/v1/deployments/{deployment_id}", Need::Role(2), 204),
     ("POST", "/api/v1/deployments/{deployment_id}/restart", Need::Role(2), 200),
@@ -390,7 +394,17 @@ async fn prepare(
                 .expect(201);
             (format!("/api/v1/workers/{}", created.body["worker"]["id"].as_str().unwrap()), None)
         }
-        "/api/v1/agents/enrollments" => (template.to_string(), Some(json!({"name": format!("agent-{n}")}))),
+        "/api/v1/agents/enrollments" if method == Method::POST => {
+            (template.to_string(), Some(json!({"name": format!("agent-{n}")})))
+        }
+        "/api/v1/agents/enrollments/{enrollment_id}" => {
+            let created = ctx
+                .admin
+                .post("/api/v1/agents/enrollments", json!({"name": format!("doomed-agent-{n}")}))
+                .await
+                .expect(201);
+            (format!("/api/v1/agents/enrollments/{}", created.body["id"].as_str().unwrap()), None)
+        }
         "/api/v1/agents/{agent_id}" => (format!("/api/v1/agents/{}", Uuid::new_v4()), None),
         t if t.starts_with("/api/v1/agent/") => (
             t.replace("{deployment_id}", &Uuid::new_v4().to_string())

@@ -1,0 +1,2 @@
+DROP INDEX agent_enrollments_created;
+ALTER TABLE agent_enrollments DROP COLUMN id;
