@@ -129,6 +129,8 @@ pub enum BlobSource<'a> {
 
 /// Records and stores a verified blob once. The row comes first (not yet stored), so a crash
 /// between the two leaves a row that clean-up finds and removes with whatever reached the store.
+/// An existing row's `created_at` is refreshed: clean-up spares rows younger than its grace, so
+/// an unreferenced old blob claimed again here is not deleted before the caller references it.
 #[tracing::instrument(level = "debug", name = "db", skip_all, fields(otel.kind = "client", otel.name = "store blob", db.system.name = "postgresql"))]
 pub async fn store_blob(
     state: &AppState,
@@ -137,7 +139,8 @@ pub async fn store_blob(
     source: BlobSource<'_>,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "INSERT INTO blobs (sha256, size, stored) VALUES ($1, $2, false) ON CONFLICT (sha256) DO NOTHING",
+        "INSERT INTO blobs (sha256, size, stored) VALUES ($1, $2, false)
+         ON CONFLICT (sha256) DO UPDATE SET created_at = now()",
     )
     .bind(sha256)
     .bind(size)

@@ -128,14 +128,18 @@ async fn pass(db: &PgPool, store: &BlobStore, grace: Duration) -> Result<GcRepor
         // unreferenced, so the next pass deletes it) without its object, which an upload of the
         // same content meanwhile puts back (`store_blob` checks that the object exists).
         let mut tx = db.begin().await?;
+        // The grace is checked again: `store_blob` refreshes `created_at` when it claims a
+        // blob, which must win over a pass that listed the blob just before.
         let deleted = sqlx::query(
             "DELETE FROM blobs bl WHERE sha256 = $1
+               AND bl.created_at < now() - make_interval(secs => $2)
                AND NOT EXISTS (SELECT 1 FROM build_artifacts a WHERE a.sha256 = bl.sha256)
                AND NOT EXISTS (SELECT 1 FROM upload_artifacts u WHERE u.sha256 = bl.sha256)
                AND NOT EXISTS (SELECT 1 FROM block_devices d
                                 WHERE d.content_sha256 = bl.sha256 OR d.export_sha256 = bl.sha256)",
         )
         .bind(&sha)
+        .bind(grace.as_secs_f64())
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -40,6 +40,10 @@ const CONSOLE_FLUSH: Duration = Duration::from_millis(200);
 const CONSOLE_BATCH: usize = 500;
 /// Lines kept while the API is unreachable; older ones are dropped beyond this.
 const CONSOLE_BACKLOG: usize = 100_000;
+/// After the build ended, how long unsent console lines are retried before the result is
+/// delivered without them. The lease bounds this in practice: once the API re-queues the build,
+/// it refuses the lines and the worker stops trying.
+const CONSOLE_FINAL_RETRY: Duration = Duration::from_secs(600);
 /// The `rebuild` command's slot, apart from a running worker's.
 pub const REBUILD_SLOT: u32 = 1000;
 
@@ -316,7 +320,8 @@ async fn heartbeats(
 }
 
 /// Sends console lines in batches; keeps them while the API is unreachable. A refusal means
-/// the build is no longer ours: stop it.
+/// the build is no longer ours: stop it. Once the build has ended, the rest is retried until
+/// sent (the result is delivered after its console, so a brief cut loses no line).
 async fn forward_console(
     client: ApiClient,
     build_id: Uuid,
@@ -325,6 +330,7 @@ async fn forward_console(
 ) {
     let mut backlog: Vec<NewConsoleLine> = Vec::new();
     let mut open = true;
+    let mut final_retry: Option<(tokio::time::Instant, Duration)> = None;
     while open || !backlog.is_empty() {
         if open {
             // Gather what arrives within one flush interval.
@@ -362,8 +368,16 @@ async fn forward_console(
                 Err(e) => {
                     tracing::warn!(build = %build_id, "console not sent: {e}");
                     if !open {
-                        // The build is over: the lines are a nicety, the result is not.
-                        return;
+                        let now = tokio::time::Instant::now();
+                        let (give_up, pause) = final_retry
+                            .get_or_insert((now + CONSOLE_FINAL_RETRY, Duration::from_millis(500)));
+                        if now >= *give_up {
+                            tracing::warn!(build = %build_id, lines = backlog.len(), "console lines dropped");
+                            return;
+                        }
+                        tokio::time::sleep(*pause).await;
+                        *pause = (*pause * 2).min(Duration::from_secs(15));
+                        continue;
                     }
                     break;
                 }

@@ -527,3 +527,53 @@ async fn a_worker_cut_off_from_the_api_mid_build_loses_it_and_builds_it_once_who
     assert!(processes_with(&marker).is_empty(), "a build process outlived its build");
     assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
 }
+
+#[tokio::test]
+async fn a_build_that_ends_while_its_worker_is_cut_off_keeps_its_whole_console() {
+    let netns = Netns::new();
+    // A lease far longer than the cut: the build stays this worker's throughout.
+    let s = server_for(&netns, |c| c.worker_lease = Duration::from_secs(120)).await;
+    let admin = s.admin().await;
+    let api = Api { admin: &admin };
+    let tenant = api.tenant("t", None).await;
+    let marker = format!("CUT_MARKER={}", Uuid::new_v4());
+    let (key, value) = marker.split_once('=').unwrap();
+    // The first line reaches the API; the rest and the end of the build happen during the cut.
+    let lines = 10;
+    let script = format!(
+        "echo line-1\nsleep 2\nfor i in $(seq 2 {lines}); do echo line-$i; done\nmkdir -p \"$PETREL_OUTPUT/bin\"\necho built > \"$PETREL_OUTPUT/bin/result\""
+    );
+    let job =
+        api.recipe_job(tenant, "cut-at-end", json!({"script": script, "env": {key: value}}), json!({})).await;
+    let (_, _, credential) = api.worker("w", None).await;
+    let _worker = WorkerProcess::start_in(Some(&netns), &s, &credential, &[]);
+    let id = run_now(&admin, job).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !console_text(&admin, id).await.contains("line-1\n") {
+        assert!(std::time::Instant::now() < deadline, "the build's console never reached the API");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    netns.cut();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !processes_with(&marker).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the build never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The worker tries to send the rest meanwhile; none of it arrives. The cut outlasts the
+    // worker's 30 s request timeout, so its sends fail rather than hang until the link is back.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert!(
+        !console_text(&admin, id).await.contains(&format!("line-{lines}\n")),
+        "the cut let lines through"
+    );
+    netns.restore();
+
+    let done = finished(&admin, id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+    let console = console_text(&admin, id).await;
+    let seen: Vec<&str> = console.lines().filter(|l| l.starts_with("line-")).collect();
+    let expected: Vec<String> = (1..=lines).map(|i| format!("line-{i}")).collect();
+    assert_eq!(seen, expected, "the console, complete and once:\n{console}");
+    assert_invariants(&s.db.pool, &admin, s.data_dir.path()).await;
+}
