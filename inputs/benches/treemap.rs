@@ -128,7 +128,7 @@ fn main() {
             }
         });
         println!("{} ({:.1} MB)", path.display(), size as f64 / 1e6);
-        match result {
+        match &result {
             Some(Ok(t)) => println!(
                 "  treemap: {:>8.1} ms  symbols {} ({:?}), dwarf {}, loadable {:.1} MB, unattributed {:.1}%",
                 ours.as_secs_f64() * 1e3,
@@ -141,16 +141,24 @@ fn main() {
             Some(Err(e)) => println!("  treemap: error {e}"),
             None => {}
         }
-        petrel_wire::perf::record(
-            "treemap",
-            &format!("treemap of a {:.1} MB ELF", size as f64 / 1e6),
-            &format!(
-                "{:.1} ms ({:.2}x nm -S)",
-                ours.as_secs_f64() * 1e3,
-                ours.as_secs_f64() / nm.as_secs_f64().max(1e-9)
-            ),
-            "",
-        );
+        // A stripped file (dynamic symbols only) has almost nothing to lay out: its time says
+        // nothing about the treemap, so only the log shows it.
+        let symbolised = matches!(&result, Some(Ok(t)) if !matches!(
+            t.totals.symbol_source,
+            petrel_wire::treemap::SymbolSource::Dynamic | petrel_wire::treemap::SymbolSource::None
+        ));
+        if symbolised {
+            petrel_wire::perf::record(
+                "treemap",
+                &format!("treemap of a {:.1} MB ELF", size as f64 / 1e6),
+                &format!(
+                    "{:.1} ms ({:.2}x nm -S)",
+                    ours.as_secs_f64() * 1e3,
+                    ours.as_secs_f64() / nm.as_secs_f64().max(1e-9)
+                ),
+                "",
+            );
+        }
         println!(
             "  nm -S --size-sort: {:>8.1} ms  (treemap / nm = {:.2}x, best of {RUNS})",
             nm.as_secs_f64() * 1e3,

@@ -189,6 +189,25 @@ async fn upload_abuse_is_refused_with_a_named_problem_and_writes_nothing_outside
         .unwrap();
     let wrong = petrel_tests::Client::read(wrong).await.expect_problem(400, "validation-failed");
     assert_eq!(wrong.body["errors"][0]["field"], "x-petrel-sha256");
+    // A body that ends before its declared Content-Length (the client gives up half-way).
+    let whole = vec![5u8; 768 * 1024];
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&whole));
+    let half = futures_util::stream::iter(
+        [Ok(whole[..256 * 1024].to_vec()), Ok(whole[256 * 1024..384 * 1024].to_vec())]
+            .into_iter()
+            .chain([Err(std::io::Error::other("the client gave up"))]),
+    );
+    let r = admin
+        .request(Method::PUT, &format!("/api/v1/uploads/{upload}/artifacts/bin/short"))
+        .header("x-petrel-sha256", &sha)
+        .header("content-length", whole.len().to_string())
+        .body(reqwest::Body::wrap_stream(half))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        let r = petrel_tests::Client::read(r).await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
     // An endless body (streamed, no length): cut off at the limit.
     let endless = futures_util::stream::iter((0..64).map(|_| Ok::<_, std::io::Error>(vec![7u8; 256 * 1024])));
     let r = admin
@@ -221,9 +240,16 @@ async fn upload_abuse_is_refused_with_a_named_problem_and_writes_nothing_outside
     assert!(r.status == 413 || r.status == 400 || r.status == 415, "{} {}", r.status, r.text);
     assert_eq!(r.content_type, "application/problem+json");
 
-    // Nothing was kept: no artifact, no staging file, no file named `escape` anywhere.
+    // Nothing was kept: no artifact, no staging file, no file named `escape` anywhere. A
+    // connection the client dropped is noticed by the server on its own time: its staging file
+    // must be gone within a few seconds.
     let open = admin.get(&format!("/api/v1/uploads/{upload}")).await.expect(200);
     assert_eq!(open.body["artifacts"], serde_json::json!([]), "{}", open.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while staging_files(s.data_dir.path()) > 0 {
+        assert!(std::time::Instant::now() < deadline, "a staging file outlived its aborted upload");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let mut stack = vec![s.data_dir.path().to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -236,4 +262,20 @@ async fn upload_abuse_is_refused_with_a_named_problem_and_writes_nothing_outside
         }
     }
     admin.get("/readyz").await.expect(200);
+}
+
+/// `.part` files anywhere under the data directory (outside PostgreSQL's).
+fn staging_files(dir: &std::path::Path) -> usize {
+    let mut found = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            found += usize::from(path.to_string_lossy().ends_with(".part"));
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !path.ends_with("postgres") {
+                stack.push(path);
+            }
+        }
+    }
+    found
 }
