@@ -151,6 +151,11 @@ impl Client {
         Self::read(req.send().await.expect("request sent")).await
     }
 
+    /// The raw body of a GET, whatever its status (for files and images).
+    pub async fn get_bytes(&self, path: &str) -> Vec<u8> {
+        self.request(Method::GET, path).send().await.unwrap().bytes().await.unwrap().to_vec()
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
         self.send(Method::GET, path, None).await
     }

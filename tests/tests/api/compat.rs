@@ -157,8 +157,8 @@ async fn a_raw_binary_upload_becomes_a_successful_build() {
     assert!(location.starts_with("/job/robur:fw/build/"), "{location}");
     let file = location_of(&bot, &format!("{location}/main-binary")).await;
     assert!(file.ends_with("/f/bin/fw.hvt"), "{file}");
-    let bytes = bot.request(reqwest::Method::GET, &file).send().await.unwrap().bytes().await.unwrap();
-    assert_eq!(bytes.as_ref(), b"firewall");
+    let bytes = bot.get_bytes(&file).await;
+    assert_eq!(bytes.as_slice(), b"firewall");
     let bad = bot
         .request(reqwest::Method::POST, "/job/fw/platform/debian-12/upload?binary_name=../x")
         .body(b"x".to_vec());

@@ -105,15 +105,8 @@ async fn an_agent_gets_its_assignments_at_once_and_reports_state_and_console() {
     let revision = a["revision"].as_i64().unwrap();
 
     // The image, for what is assigned only.
-    let bytes = agent
-        .request(reqwest::Method::GET, &format!("/api/v1/agent/images/{sha}"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert_eq!(bytes.as_ref(), b"unikernel image");
+    let bytes = agent.get_bytes(&format!("/api/v1/agent/images/{sha}")).await;
+    assert_eq!(bytes.as_slice(), b"unikernel image");
     let other = image(&admin, tenant, b"not deployed").await;
     agent.get(&format!("/api/v1/agent/images/{other}")).await.expect_problem(404, "not-found");
 

@@ -188,14 +188,7 @@ async fn an_api_killed_inside_the_finalize_transaction_shows_no_half_build_and_f
     let again = admin.post(&format!("/api/v1/uploads/{upload}/finalize"), json!({})).await.expect(200);
     assert_eq!(again.id(), build_id, "a retry answers the same build");
     assert_eq!(count(&db.pool, "SELECT count(*) FROM builds WHERE job_id = $1", job).await, 1);
-    let file = admin
-        .request(reqwest::Method::GET, &format!("/api/v1/builds/{build_id}/files/bin/app.hvt"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let file = admin.get_bytes(&format!("/api/v1/builds/{build_id}/files/bin/app.hvt")).await;
     assert_eq!(Sha256::digest(&file), Sha256::digest(&binary));
     admin.delete(&format!("/api/v1/uploads/{abandoned}")).await.expect(204);
 

@@ -210,14 +210,7 @@ async fn the_example_unikernel_builds_reproducibly_rebuilds_verify_and_it_boots(
     assert_eq!(verdicts[0]["reproducible"], true);
 
     // The unikernel a worker built runs in Petrel's tender.
-    let image_bytes = admin
-        .request(reqwest::Method::GET, &format!("/api/v1/builds/{first}/files/bin/hello.hvt"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let image_bytes = admin.get_bytes(&format!("/api/v1/builds/{first}/files/bin/hello.hvt")).await;
     let path = dir.path().join("hello.hvt");
     std::fs::write(&path, &image_bytes).unwrap();
     let ran = Command::new(workspace_binary("petrel-hvt"))
