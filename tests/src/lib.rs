@@ -205,6 +205,21 @@ pub struct Paused;
 
 /// A binary of the workspace, built next to this test's executable (`scripts/test.sh` builds
 /// them before the run).
+/// The processes whose command line contains every one of `needles`: e.g. a test's own tender,
+/// found by the path of its image under that test's agent directory.
+pub fn processes_running(needles: &[&str]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
+        })
+        .collect()
+}
+
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>/<name>

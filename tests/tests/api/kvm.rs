@@ -245,17 +245,7 @@ async fn an_agent_killed_outright_brings_its_deployments_back_when_restarted() {
         .await;
     // This test's own agent's image (another test may run the same guest meanwhile).
     let image_marker = dir.path().join("agent/images").join(&sha).display().to_string();
-    let tenders = || -> Vec<u32> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-                String::from_utf8_lossy(&cmdline).contains(&image_marker).then_some(pid)
-            })
-            .collect()
-    };
+    let tenders = || petrel_tests::processes_running(&[&image_marker]);
     let before = tenders();
     assert_eq!(before.len(), 1, "one tender runs the deployment: {before:?}");
     agent.kill();
@@ -610,19 +600,7 @@ async fn a_network_partition_leaves_the_unikernel_running_shows_it_unknown_and_h
         d["state"] == "running" && console.contains("IDLE")
     })
     .await;
-    let tender = |d: &Path| -> Vec<u32> {
-        let marker = format!("{}", d.display());
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
-                (cmdline.contains(&marker) && cmdline.contains("idle")).then_some(pid)
-            })
-            .collect()
-    };
+    let tender = |d: &Path| petrel_tests::processes_running(&[&d.display().to_string(), "idle"]);
     let images = dir.path().join("agent/images").join(&sha);
     let before = tender(&images);
     assert_eq!(before.len(), 1, "one tender: {before:?}");
