@@ -391,23 +391,17 @@ pub async fn export_block(
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (id, number) = path.into_inner();
-    let header = super::uploads::SHA256_HEADER;
     let expected = super::uploads::declared_sha256(&req)?;
     let size_mib = {
         let mut conn = state.db.acquire().await?;
         kept_block(&mut conn, &agent, id).await?
     };
     let capacity = size_mib as u64 * 1024 * 1024;
-    let (staged, sha, written) = super::uploads::receive(&state, &mut body, capacity, || {
-        ApiError::PayloadTooLarge(format!("the block device holds {capacity} bytes"))
-    })
-    .await?;
-    if sha[..] != expected[..] {
-        return Err(ApiError::field(
-            header,
-            format!("does not match the body, whose SHA-256 is {}", hex::encode(sha)),
-        ));
-    }
+    let (staged, sha, written) =
+        super::uploads::receive(&state, &req, &mut body, capacity, &expected, || {
+            ApiError::PayloadTooLarge(format!("the block device holds {capacity} bytes"))
+        })
+        .await?;
     crate::builds::store_blob(&state, &sha, written as i64, crate::builds::BlobSource::File(&staged.0))
         .await?;
     let mut tx = state.db.begin().await?;

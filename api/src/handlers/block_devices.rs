@@ -319,16 +319,8 @@ pub async fn upload_block_device(
             return Err(attached(&name, "overwriting it"));
         }
     }
-    let (staged, sha, written) = super::uploads::receive(&state, &mut body, capacity, too_large).await?;
-    if super::uploads::declared_length(&req).is_some_and(|n| n != written) {
-        return Err(ApiError::field("content-length", "the body is shorter than declared"));
-    }
-    if expected[..] != sha[..] {
-        return Err(ApiError::field(
-            super::uploads::SHA256_HEADER,
-            format!("does not match the body, whose SHA-256 is {}", hex::encode(sha)),
-        ));
-    }
+    let (staged, sha, written) =
+        super::uploads::receive(&state, &req, &mut body, capacity, &expected, too_large).await?;
     crate::builds::store_blob(&state, &sha, written as i64, crate::builds::BlobSource::File(&staged.0))
         .await?;
     let mut tx = state.db.begin().await?;

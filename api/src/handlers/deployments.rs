@@ -696,7 +696,6 @@ pub async fn rollback_deployment(
     Ok(HttpResponse::Ok().json(deployment_for(&state, &caller, deployment.id, Role::Viewer).await?.1))
 }
 
-/// The newest build holding `image` that the tenant may read (its own, or a public one).
 /// The newest build of the tenant's (or a public one) with `image` as an artifact: what the
 /// tenant may deploy.
 async fn readable_build(
@@ -715,6 +714,7 @@ async fn readable_build(
     .await?)
 }
 
+/// [`readable_build`], or the field error a deployment naming `image` gets.
 async fn readable_build_with(state: &AppState, tenant: &TenantScope, image: &[u8]) -> Result<Uuid, ApiError> {
     readable_build(state, tenant, image).await?.ok_or_else(|| {
         ApiError::field(

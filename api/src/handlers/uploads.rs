@@ -289,7 +289,6 @@ pub async fn put_artifact(
     let (upload_id, file) = path.into_inner();
     validate::artifact_path(&file).map_err(|m| ApiError::field("path", m))?;
     let expected = declared_sha256(&req)?;
-    let declared_size = declared_length(&req);
     let upload = writable_upload(&state.db, &uploader, upload_id).await?;
     require_open(&upload)?;
     let limits = &state.config;
@@ -301,22 +300,14 @@ pub async fn put_artifact(
     .fetch_one(&state.db)
     .await?;
     let allowed = limits.max_artifact_bytes.min(limits.max_build_bytes.saturating_sub(others as u64));
-    if declared_size.is_some_and(|n| n > allowed) {
+    if declared_length(&req).is_some_and(|n| n > allowed) {
         return Err(too_large(limits.max_artifact_bytes, limits.max_build_bytes));
     }
 
-    let (staged, actual, written) =
-        receive(&state, &mut body, allowed, || too_large(limits.max_artifact_bytes, limits.max_build_bytes))
-            .await?;
-    if declared_size.is_some_and(|n| n != written) {
-        return Err(ApiError::field("content-length", "the body is shorter than declared"));
-    }
-    if actual[..] != expected[..] {
-        return Err(ApiError::field(
-            SHA256_HEADER,
-            format!("does not match the body, whose SHA-256 is {}", hex::encode(actual)),
-        ));
-    }
+    let (staged, actual, written) = receive(&state, &req, &mut body, allowed, &expected, || {
+        too_large(limits.max_artifact_bytes, limits.max_build_bytes)
+    })
+    .await?;
     crate::builds::store_blob(&state, &actual, written as i64, crate::builds::BlobSource::File(&staged.0))
         .await?;
     sqlx::query(
@@ -352,12 +343,15 @@ pub(crate) fn declared_length(req: &HttpRequest) -> Option<u64> {
     req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
-/// Streams a request body into a staging file (removed when the result is dropped), hashing
-/// it on the way; more than `limit` bytes is refused with `too_large()`.
+/// Streams a raw upload's body into a staging file (removed when the result is dropped),
+/// hashing it on the way; more than `limit` bytes is refused with `too_large()`. The body must
+/// be as long as its `Content-Length` says and hash to `expected` (its `X-Petrel-Sha256`).
 pub(crate) async fn receive(
     state: &AppState,
+    req: &HttpRequest,
     body: &mut web::Payload,
     limit: u64,
+    expected: &[u8],
     too_large: impl Fn() -> ApiError,
 ) -> Result<(StagedFile, [u8; 32], u64), ApiError> {
     let staged = StagedFile(state.store.staging.join(format!("{}.part", Uuid::new_v4())));
@@ -374,6 +368,15 @@ pub(crate) async fn receive(
         staging.push(chunk).await.map_err(ApiError::internal)?;
     }
     let (sha256, written) = staging.finish().await.map_err(ApiError::internal)?;
+    if declared_length(req).is_some_and(|n| n != written) {
+        return Err(ApiError::field("content-length", "the body is shorter than declared"));
+    }
+    if sha256[..] != expected[..] {
+        return Err(ApiError::field(
+            SHA256_HEADER,
+            format!("does not match the body, whose SHA-256 is {}", hex::encode(sha256)),
+        ));
+    }
     Ok((staged, sha256, written))
 }
 
